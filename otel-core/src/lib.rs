@@ -19,6 +19,7 @@
 
 pub mod attributes;
 pub mod context;
+pub mod extensions;
 pub mod propagation;
 pub mod request_id;
 pub mod sampling;

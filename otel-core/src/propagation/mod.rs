@@ -16,6 +16,10 @@
 //! assert!(cx.span().span_context().is_sampled());
 //! ```
 
+mod composite;
+
+pub use composite::{CompositePropagator, PropagatorError};
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
