@@ -22,6 +22,7 @@ pub mod context;
 pub mod extensions;
 pub mod propagation;
 pub mod request_id;
+pub mod repeated_shape;
 pub mod sampling;
 pub mod telemetry;
 #[cfg(feature = "testing")]
