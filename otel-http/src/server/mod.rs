@@ -1,0 +1,447 @@
+//! The server layer: one SERVER span per sampled request, HTTP server metrics, request ids.
+//!
+//! [`HttpServerLayer`] is a tower [`Layer`] for axum `Router`s (`router.layer(..)`, which gives
+//! it axum's `MatchedPath` for the span name `GET /users/{id}`) and for any hyper/tower
+//! service over `http::Request` (give it a [`route_extractor`](HttpServerLayerBuilder::route_extractor)).
+//!
+//! Per request it extracts the parent context with the configured propagator, accepts or
+//! generates the request id, then asks [`otel_core::sampling::decide`] *before* building
+//! anything:
+//!
+//! - sampled: a SERVER `tracing` span (target `otel_http`) with the stable HTTP attributes,
+//!   parented to the extracted context; it ends when the response body has been sent to the end
+//!   ([`ResponseBody`]), or records `http.response.body.incomplete = true` when the body is
+//!   dropped early;
+//! - unsampled: no span; the handler runs with the non-recording context attached, so client
+//!   layers still forward `traceparent` (flag `00`) and the request id;
+//! - telemetry disabled: the request passes straight through.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use otel_http::HttpServerLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "alice" }))
+//!     .layer(HttpServerLayer::new());
+//! # drop(app);
+//! ```
+
+mod body;
+mod future;
+pub(crate) mod request_info;
+mod tracked;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use http::{HeaderName, Request, Response};
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::SpanKind;
+use otel_core::attributes::{self, semconv::attribute as sc};
+use otel_core::request_id::{Outcome, RequestIdConfig};
+use otel_core::sampling::{self, Decision};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::ServerMetrics;
+use crate::redact::{self, QueryRedactor};
+use tracked::Tracked;
+
+/// Maps a request to its route template (`/users/{id}`), for servers without axum's
+/// `MatchedPath`. Returning `None` names the span by method only.
+pub type RouteExtractor = dyn Fn(&http::Uri, &http::Extensions) -> Option<String> + Send + Sync;
+
+/// Decides per request path whether the request is traced (`false` skips health checks).
+pub type RequestFilter = dyn Fn(&str) -> bool + Send + Sync;
+
+/// Tower layer that traces HTTP server requests. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpServerLayer {
+    config: Arc<ServerConfig>,
+}
+
+impl HttpServerLayer {
+    /// A layer with the defaults: global propagator and meter provider, `x-request-id`,
+    /// no header capture, no `url.query`.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to configure the layer.
+    pub fn builder() -> HttpServerLayerBuilder {
+        HttpServerLayerBuilder::default()
+    }
+}
+
+impl Default for HttpServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HttpServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for HttpServerLayer {
+    type Service = HttpServerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpServerService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Builder of [`HttpServerLayer`].
+pub struct HttpServerLayerBuilder {
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+    request_id: RequestIdConfig,
+    metrics: Option<ServerMetrics>,
+    request_headers: Vec<HeaderName>,
+    response_headers: Vec<HeaderName>,
+    capture_query: bool,
+    query_redactor: QueryRedactor,
+    route_extractor: Option<Arc<RouteExtractor>>,
+    filter: Option<Arc<RequestFilter>>,
+    trust_forwarded: bool,
+    traceparent_in_response: bool,
+}
+
+impl Default for HttpServerLayerBuilder {
+    fn default() -> Self {
+        HttpServerLayerBuilder {
+            propagator: None,
+            request_id: RequestIdConfig::default(),
+            metrics: None,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            capture_query: false,
+            query_redactor: QueryRedactor::default(),
+            route_extractor: None,
+            filter: None,
+            trust_forwarded: false,
+            traceparent_in_response: false,
+        }
+    }
+}
+
+impl HttpServerLayerBuilder {
+    /// Extract the parent context with `propagator` instead of the global one.
+    pub fn propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.propagator = Some(Arc::new(propagator));
+        self
+    }
+
+    /// Request-id headers and generation (default: `x-request-id`, generated when missing).
+    pub fn request_id(mut self, config: RequestIdConfig) -> Self {
+        self.request_id = config;
+        self
+    }
+
+    /// Record metrics with `provider` instead of the global meter provider.
+    pub fn meter_provider<P: MeterProvider + ?Sized>(mut self, provider: &P) -> Self {
+        self.metrics = Some(ServerMetrics::new(provider));
+        self
+    }
+
+    /// Record these request headers as `http.request.header.<name>` (sensitive ones as
+    /// `[REDACTED]`).
+    pub fn capture_request_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.request_headers.extend(names);
+        self
+    }
+
+    /// Record these response headers as `http.response.header.<name>` (sensitive ones as
+    /// `[REDACTED]`).
+    pub fn capture_response_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.response_headers.extend(names);
+        self
+    }
+
+    /// Record `url.query` (redacted with the query redactor). Off by default.
+    pub fn capture_query(mut self, enabled: bool) -> Self {
+        self.capture_query = enabled;
+        self
+    }
+
+    /// Which query keys are redacted (default [`QueryRedactor::default`]).
+    pub fn query_redactor(mut self, redactor: QueryRedactor) -> Self {
+        self.query_redactor = redactor;
+        self
+    }
+
+    /// Route template for servers without axum's `MatchedPath` (hyper).
+    pub fn route_extractor(
+        mut self,
+        extractor: impl Fn(&http::Uri, &http::Extensions) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.route_extractor = Some(Arc::new(extractor));
+        self
+    }
+
+    /// Trace only requests whose path passes `filter` (e.g. skip `/health`).
+    pub fn filter(mut self, filter: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Take `client.address` and `url.scheme` from `Forwarded` / `X-Forwarded-For` /
+    /// `X-Forwarded-Proto`. Only when every request comes through a proxy you trust.
+    pub fn trust_forwarded_headers(mut self, trusted: bool) -> Self {
+        self.trust_forwarded = trusted;
+        self
+    }
+
+    /// Inject the server span's context into the response headers (e.g. `traceparent`).
+    pub fn traceparent_in_response(mut self, enabled: bool) -> Self {
+        self.traceparent_in_response = enabled;
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(self) -> HttpServerLayer {
+        let metrics = self
+            .metrics
+            .unwrap_or_else(|| ServerMetrics::new(&*opentelemetry::global::meter_provider()));
+        HttpServerLayer {
+            config: Arc::new(ServerConfig {
+                propagator: self.propagator,
+                request_id: self.request_id,
+                metrics,
+                request_headers: self
+                    .request_headers
+                    .into_iter()
+                    .map(|n| (format!("http.request.header.{}", n.as_str()), n))
+                    .collect(),
+                response_headers: self
+                    .response_headers
+                    .into_iter()
+                    .map(|n| (format!("http.response.header.{}", n.as_str()), n))
+                    .collect(),
+                capture_query: self.capture_query,
+                query_redactor: self.query_redactor,
+                route_extractor: self.route_extractor,
+                filter: self.filter,
+                trust_forwarded: self.trust_forwarded,
+                traceparent_in_response: self.traceparent_in_response,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for HttpServerLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerLayerBuilder")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service produced by [`HttpServerLayer`].
+#[derive(Clone)]
+pub struct HttpServerService<S> {
+    inner: S,
+    config: Arc<ServerConfig>,
+}
+
+impl<S> fmt::Debug for HttpServerService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerService").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServerService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
+        if !sampling::is_enabled() || !config.filter.as_ref().is_none_or(|f| f(req.uri().path())) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let start = Instant::now();
+        let parent = match &config.propagator {
+            Some(p) => otel_core::propagation::extract_with(&**p, req.headers()),
+            None => otel_core::propagation::extract(req.headers()),
+        };
+        let method = request_info::method(req.method());
+        let route = config.route(&req);
+        let name = request_info::span_name(method, route.as_deref());
+        let accepted = config.request_id.accept_optional(req.headers());
+        let scheme = request_info::scheme(&req, config.trust_forwarded);
+        let version = request_info::protocol_version(req.version());
+
+        let decision = sampling::decide(&parent, &name, SpanKind::Server);
+        let with_id = |cx: opentelemetry::Context| match &accepted {
+            Some(a) => cx.with_value(a.id.clone()),
+            None => cx,
+        };
+        if let Some(a) = &accepted {
+            req.extensions_mut().insert(a.id.clone());
+        }
+        let mut tracked = Tracked::new(
+            config.clone(),
+            start,
+            method,
+            route,
+            scheme,
+            version,
+            accepted.as_ref().map(|a| a.id.clone()),
+        );
+        match decision {
+            Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
+            Decision::Sampled(cx) => {
+                let span = tracing::info_span!(
+                    target: "otel_http",
+                    "HTTP request",
+                    otel.name = name.as_str(),
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    { sc::HTTP_REQUEST_METHOD } = method,
+                    { sc::URL_PATH } = req.uri().path(),
+                    { sc::URL_SCHEME } = scheme,
+                    { sc::URL_QUERY } = Empty,
+                    { sc::HTTP_ROUTE } = tracked.route.as_deref(),
+                    { sc::SERVER_ADDRESS } = Empty,
+                    { sc::SERVER_PORT } = Empty,
+                    { sc::CLIENT_ADDRESS } = Empty,
+                    { sc::USER_AGENT_ORIGINAL } = Empty,
+                    { sc::NETWORK_PROTOCOL_VERSION } = version,
+                    { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
+                    { sc::ERROR_TYPE } = Empty,
+                    { attributes::REQUEST_ID } = Empty,
+                    { attributes::REQUEST_ID_REJECTED } = Empty,
+                    { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
+                );
+                let _ = span.set_parent(with_id(cx));
+                config.record_request(&span, &req, accepted.as_ref());
+                let future = {
+                    let _entered = span.enter();
+                    self.inner.call(req)
+                };
+                tracked.span = Some(span);
+                tracked.start_active();
+                ResponseFuture::tracked(future, tracked)
+            }
+            Decision::Unsampled(cx) => {
+                let cx = with_id(cx);
+                let future = {
+                    let _attached = cx.clone().attach();
+                    self.inner.call(req)
+                };
+                tracked.cx = Some(cx);
+                tracked.start_active();
+                ResponseFuture::tracked(future, tracked)
+            }
+        }
+    }
+}
+
+/// Configuration shared by every request of one layer.
+pub(crate) struct ServerConfig {
+    pub(crate) propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+    pub(crate) request_id: RequestIdConfig,
+    pub(crate) metrics: ServerMetrics,
+    pub(crate) request_headers: Vec<(String, HeaderName)>,
+    pub(crate) response_headers: Vec<(String, HeaderName)>,
+    pub(crate) capture_query: bool,
+    pub(crate) query_redactor: QueryRedactor,
+    pub(crate) route_extractor: Option<Arc<RouteExtractor>>,
+    pub(crate) filter: Option<Arc<RequestFilter>>,
+    pub(crate) trust_forwarded: bool,
+    pub(crate) traceparent_in_response: bool,
+}
+
+impl ServerConfig {
+    fn route<B>(&self, req: &Request<B>) -> Option<String> {
+        #[cfg(feature = "axum")]
+        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Some(path.as_str().to_owned());
+        }
+        self.route_extractor
+            .as_ref()
+            .and_then(|f| f(req.uri(), req.extensions()))
+    }
+
+    /// Records the request attributes not known when the span macro ran.
+    fn record_request<B>(
+        &self,
+        span: &tracing::Span,
+        req: &Request<B>,
+        accepted: Option<&otel_core::request_id::Accepted>,
+    ) {
+        if let Some((host, port)) = request_info::server_address(req) {
+            span.record(sc::SERVER_ADDRESS, host);
+            if let Some(port) = port {
+                span.record(sc::SERVER_PORT, i64::from(port));
+            }
+        }
+        if let Some(addr) = request_info::client_address(req, self.trust_forwarded) {
+            span.record(sc::CLIENT_ADDRESS, addr.as_str());
+        }
+        if let Some(ua) = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|v| redact::header_value(&http::header::USER_AGENT, v))
+        {
+            span.record(sc::USER_AGENT_ORIGINAL, ua.as_str());
+        }
+        if self.capture_query
+            && let Some(q) = req.uri().query()
+        {
+            span.record(sc::URL_QUERY, self.query_redactor.redact(q).as_str());
+        }
+        if let Some(accepted) = accepted {
+            span.record(attributes::REQUEST_ID, accepted.id.as_str());
+            if accepted.outcome == Outcome::Rejected {
+                span.record(attributes::REQUEST_ID_REJECTED, true);
+            }
+        }
+        record_headers(span, &self.request_headers, req.headers());
+    }
+}
+
+/// Records captured headers as string-array attributes, sensitive ones redacted.
+pub(crate) fn record_headers(
+    span: &tracing::Span,
+    captured: &[(String, HeaderName)],
+    headers: &http::HeaderMap,
+) {
+    for (key, name) in captured {
+        let values: Vec<opentelemetry::StringValue> = headers
+            .get_all(name)
+            .iter()
+            .take(16)
+            .map(|v| redact::header_value(name, v).into())
+            .collect();
+        if !values.is_empty() {
+            span.set_attribute(
+                key.clone(),
+                opentelemetry::Value::Array(opentelemetry::Array::String(values)),
+            );
+        }
+    }
+}

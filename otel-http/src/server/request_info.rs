@@ -1,0 +1,164 @@
+//! Reading the HTTP semantic-convention values off an incoming request.
+
+use std::net::SocketAddr;
+
+use http::{Method, Request, Version};
+
+/// `http.request.method`: the known methods as is, `_OTHER` for anything else.
+pub(crate) fn method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// `{method} {route}`, `{method}` without a route, `HTTP` for unknown methods.
+pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> String {
+    let method = if method == "_OTHER" { "HTTP" } else { method };
+    match route {
+        Some(route) => {
+            let mut name = String::with_capacity(method.len() + 1 + route.len());
+            name.push_str(method);
+            name.push(' ');
+            name.push_str(route);
+            name
+        }
+        None => method.to_owned(),
+    }
+}
+
+/// `network.protocol.version`.
+pub(crate) fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
+}
+
+/// `url.scheme`: from the request URI (HTTP/2), `X-Forwarded-Proto` when trusted, else `http`.
+pub(crate) fn scheme<B>(req: &Request<B>, trust_forwarded: bool) -> &'static str {
+    let from_uri = req.uri().scheme_str();
+    let forwarded = trust_forwarded
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+        })
+        .flatten();
+    match forwarded.or(from_uri) {
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    }
+}
+
+/// `server.address` and `server.port` from the URI authority (HTTP/2) or the `Host` header.
+pub(crate) fn server_address<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+    if let Some(authority) = req.uri().authority() {
+        return Some((authority.host().to_owned(), authority.port_u16()));
+    }
+    let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    Some((authority.host().to_owned(), authority.port_u16()))
+}
+
+/// `client.address`: the first `Forwarded: for=` / `X-Forwarded-For` entry when the proxy is
+/// trusted, else the socket peer (axum `ConnectInfo<SocketAddr>` or a `SocketAddr` extension).
+pub(crate) fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<String> {
+    if trust_forwarded && let Some(addr) = forwarded_for(req.headers()) {
+        return Some(addr);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(info.0.ip().to_string());
+    }
+    req.extensions()
+        .get::<SocketAddr>()
+        .map(|addr| addr.ip().to_string())
+}
+
+fn forwarded_for(headers: &http::HeaderMap) -> Option<String> {
+    let from_forwarded = headers
+        .get(http::header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split([',', ';']).map(str::trim).find_map(|part| {
+                let (k, v) = part.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+            })
+        })
+        .map(|v| v.trim_matches('"').to_owned());
+    let candidate = from_forwarded.or_else(|| {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+    })?;
+    // Only an address-shaped value is recorded: never unbounded or arbitrary text.
+    let trimmed = candidate.trim_start_matches('[');
+    let host = trimmed.split(']').next().unwrap_or(trimmed);
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        Some(host.to_owned())
+    } else if let Ok(sock) = candidate.parse::<SocketAddr>() {
+        Some(sock.ip().to_string())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert_eq!(
+            span_name(method(&Method::GET), Some("/users/{id}")),
+            "GET /users/{id}"
+        );
+        let other = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method(&other), "_OTHER");
+        assert_eq!(span_name(method(&other), None), "HTTP");
+
+        let req = Request::get("/x")
+            .header("host", "example.com:8443")
+            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            server_address(&req),
+            Some(("example.com".to_owned(), Some(8443)))
+        );
+        assert_eq!(client_address(&req, false), None);
+        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.7"));
+        assert_eq!(scheme(&req, false), "http");
+        assert_eq!(scheme(&req, true), "https");
+
+        let req = Request::get("/x")
+            .header("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")
+            .body(())
+            .unwrap();
+        assert_eq!(client_address(&req, true).as_deref(), Some("2001:db8::1"));
+        let req = Request::get("/x")
+            .header("x-forwarded-for", "<script>")
+            .body(())
+            .unwrap();
+        assert_eq!(client_address(&req, true), None);
+    }
+}

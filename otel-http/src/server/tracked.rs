@@ -1,0 +1,166 @@
+//! Per-request state carried from the call through the response future to the end of the body.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Response;
+use opentelemetry::{Context, KeyValue};
+use otel_core::RequestId;
+use otel_core::attributes::{self, error_type, semconv::attribute as sc};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::ServerConfig;
+
+/// What one traced request needs until it ends.
+pub(crate) struct Tracked {
+    pub(crate) config: Arc<ServerConfig>,
+    /// The SERVER span of a sampled request.
+    pub(crate) span: Option<tracing::Span>,
+    /// The context of an unsampled request, attached on every poll.
+    pub(crate) cx: Option<Context>,
+    pub(crate) route: Option<String>,
+    start: Instant,
+    method: &'static str,
+    scheme: &'static str,
+    version: &'static str,
+    request_id: Option<RequestId>,
+    status: Option<u16>,
+    error_type: Option<Cow<'static, str>>,
+    active: bool,
+    finished: bool,
+}
+
+impl Tracked {
+    pub(crate) fn new(
+        config: Arc<ServerConfig>,
+        start: Instant,
+        method: &'static str,
+        route: Option<String>,
+        scheme: &'static str,
+        version: &'static str,
+        request_id: Option<RequestId>,
+    ) -> Self {
+        Tracked {
+            config,
+            span: None,
+            cx: None,
+            route,
+            start,
+            method,
+            scheme,
+            version,
+            request_id,
+            status: None,
+            error_type: None,
+            active: false,
+            finished: false,
+        }
+    }
+
+    /// Counts the request in `http.server.active_requests`.
+    pub(crate) fn start_active(&mut self) {
+        self.config.metrics.active.add(1, &self.active_attributes());
+        self.active = true;
+    }
+
+    /// Records the response head on the span and echoes the request id (and, when
+    /// configured, the trace context) in the response headers.
+    pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
+        let status = response.status().as_u16();
+        self.status = Some(status);
+        if status >= 500 {
+            self.error_type = Some(Cow::Owned(status.to_string()));
+        }
+        if let Some(id) = &self.request_id {
+            self.config.request_id.echo(id, response.headers_mut());
+        }
+        if let Some(span) = &self.span {
+            span.record(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
+            if let Some(error) = &self.error_type {
+                span.record(sc::ERROR_TYPE, &**error);
+                span.record("otel.status_code", "error");
+            }
+            super::record_headers(span, &self.config.response_headers, response.headers());
+        }
+        if self.config.traceparent_in_response {
+            let cx = match (&self.span, &self.cx) {
+                (Some(span), _) => span.context(),
+                (None, Some(cx)) => cx.clone(),
+                (None, None) => return,
+            };
+            match &self.config.propagator {
+                Some(p) => otel_core::propagation::inject_with(&**p, &cx, response.headers_mut()),
+                None => otel_core::propagation::inject(&cx, response.headers_mut()),
+            }
+        }
+    }
+
+    /// Records a failure of the inner service or of the response body.
+    pub(crate) fn on_error(&mut self, class: &'static str) {
+        self.error_type = Some(Cow::Borrowed(class));
+        if let Some(span) = &self.span {
+            span.record(sc::ERROR_TYPE, class);
+            span.record("otel.status_code", "error");
+        }
+    }
+
+    /// Records a handler panic.
+    pub(crate) fn on_panic(&mut self) {
+        self.on_error(error_type::PANIC);
+    }
+
+    /// Ends the request: metrics, then the span (dropping it closes it).
+    pub(crate) fn finish(mut self, body_complete: bool) {
+        self.end(body_complete);
+    }
+
+    fn end(&mut self, body_complete: bool) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if !body_complete && let Some(span) = &self.span {
+            span.record(attributes::HTTP_RESPONSE_BODY_INCOMPLETE, true);
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let mut attrs = self.active_attributes();
+        attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
+        if let Some(route) = &self.route {
+            attrs.push(KeyValue::new(sc::HTTP_ROUTE, route.clone()));
+        }
+        if let Some(status) = self.status {
+            attrs.push(KeyValue::new(
+                sc::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(status),
+            ));
+        }
+        if let Some(error) = self.error_type.take() {
+            attrs.push(KeyValue::new(sc::ERROR_TYPE, error));
+        }
+        self.config.metrics.duration.record(elapsed, &attrs);
+        if self.active {
+            self.config
+                .metrics
+                .active
+                .add(-1, &self.active_attributes());
+            self.active = false;
+        }
+        self.span.take();
+    }
+
+    fn active_attributes(&self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method),
+            KeyValue::new(sc::URL_SCHEME, self.scheme),
+        ]
+    }
+}
+
+impl Drop for Tracked {
+    /// A request dropped before its response body was sent to the end (client gone, future
+    /// cancelled) still ends its span and metrics, marked incomplete.
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
