@@ -1,168 +1,115 @@
-//! Repeated-shape (N+1) detection on the span tree (work in progress: API only).
+//! Repeated-shape (N+1) detection on the span tree: one mechanism for the N+1 query and the
+//! N+1 API call.
+//!
+//! Callers (the SQL executor wrapper, the HTTP client layers) report each finished operation
+//! with [`observe`]: its *shape* (sanitised SQL, `GET host/users/{id}`), a fingerprint of it,
+//! its kind, when it ran and where it was called from. The detector counts repeats per
+//! [`Scope`] (one request, carried in the OpenTelemetry `Context`) and, within it, per
+//! issuing span, and reports [`Finding`]s: `n_plus_one`, `duplicate`, `fan_out`,
+//! `unbatched_write` — each at most once per (scope, shape, kind).
 //!
 //! ```
-//! use otel_core::repeated_shape::{FindingKind};
-//! assert_eq!(FindingKind::NPlusOne.as_str(), "n_plus_one");
+//! use otel_core::repeated_shape::{self, FindingKind, Observation, ShapeKind};
+//! use std::time::{Duration, Instant};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let ((), findings) = repeated_shape::capture(async {
+//!     for _post in 0..50 {
+//!         repeated_shape::observe(&otel_core::context::current(), &Observation {
+//!             shape: "SELECT * FROM comments WHERE post_id = ?",
+//!             fingerprint: 0xC0FFEE,
+//!             kind: ShapeKind::Read,
+//!             values_hash: None,
+//!             started: Instant::now(),
+//!             duration: Duration::from_millis(1),
+//!             call_site: None,
+//!             suggestion: Some("WHERE post_id = ANY($1)"),
+//!         });
+//!     }
+//! }).await;
+//! assert_eq!(findings.len(), 1);
+//! assert_eq!((findings[0].kind, findings[0].count), (FindingKind::NPlusOne, 50));
+//! # });
 //! ```
+//!
+//! Modes ([`Mode`]): `Warn` in debug builds, `Off` in release builds, `OTEL_N_PLUS_ONE=off|warn|panic`
+//! overrides ([`DetectorConfig::default_for_build`]), [`set_config`] wins. `Off` costs one
+//! atomic load per [`observe`].
+
+mod config;
+mod detector;
+mod fallback;
+mod finding;
+mod observation;
+mod report;
+mod scope;
 
 use std::future::Future;
-use std::panic::Location;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
-/// What kind of operation a shape is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ShapeKind {
-    /// A read (SELECT).
-    Read,
-    /// A write (INSERT/UPDATE/DELETE).
-    Write,
-    /// An outgoing HTTP call.
-    HttpCall,
-    /// Never counted: pings, BEGIN/COMMIT, migrations.
-    Ignored,
-}
+use opentelemetry::Context;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 
-/// The kind of a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FindingKind {
-    /// Same shape repeated.
-    NPlusOne,
-    /// Same shape and same values repeated.
-    Duplicate,
-    /// Repeats that ran concurrently.
-    FanOut,
-    /// Same write shape repeated.
-    UnbatchedWrite,
-}
+pub use config::{
+    ConfigError, DetectorConfig, DetectorConfigBuilder, ENV_MODE, Mode, mode_from_env, set_config,
+};
+pub use detector::MAX_VALUES_PER_SHAPE;
+pub use fallback::fallback_scope_count;
+pub use finding::{Finding, FindingKind};
+pub use observation::{Observation, ShapeKind};
+pub use report::{LOG_TARGET, finding_attributes};
+pub use scope::Scope;
 
-impl FindingKind {
-    /// The name used in attributes and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            FindingKind::NPlusOne => "n_plus_one",
-            FindingKind::Duplicate => "duplicate",
-            FindingKind::FanOut => "fan_out",
-            FindingKind::UnbatchedWrite => "unbatched_write",
-        }
+use config::GLOBAL;
+
+/// Reports one finished operation. The scope is the nearest [`Scope`] in `cx` (or in the
+/// current context); without one, a fallback scope keyed by the trace id of `cx`'s span
+/// (nothing is counted outside any trace). Never panics, except by design in `Mode::Panic`.
+///
+/// Call it with the context the operation ran in (`otel_core::context::current()`), from
+/// inside or just after the operation's own span: repeats are grouped by the span that issued
+/// them (the parent of the current `tracing` span).
+pub fn observe(cx: &Context, obs: &Observation<'_>) {
+    let global = &*GLOBAL;
+    if global.state.load(Ordering::Relaxed) == 0 || obs.kind == ShapeKind::Ignored {
+        return;
     }
-}
-
-/// One operation seen by the detector.
-#[derive(Debug, Clone)]
-pub struct Observation<'a> {
-    /// Sanitised SQL or `GET api.example.com/users/{id}`.
-    pub shape: &'a str,
-    /// Stable hash of the shape.
-    pub fingerprint: u64,
-    /// Kind of operation.
-    pub kind: ShapeKind,
-    /// Hash of the bound values.
-    pub values_hash: Option<u64>,
-    /// When the operation started.
-    pub started: Instant,
-    /// How long it took.
-    pub duration: Duration,
-    /// Where it was called from.
-    pub call_site: Option<&'static Location<'static>>,
-    /// A concrete fix.
-    pub suggestion: Option<&'a str>,
-}
-
-/// A finding.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    /// Kind.
-    pub kind: FindingKind,
-    /// Shape.
-    pub shape: String,
-    /// Count.
-    pub count: u64,
-    /// Total time.
-    pub total_duration: Duration,
-    /// Call site.
-    pub call_site: Option<String>,
-    /// Source.
-    pub source: Option<String>,
-    /// Suggestion.
-    pub suggestion: Option<String>,
-    /// Scope name.
-    pub scope_name: Option<String>,
-}
-
-/// What to do with a finding.
-#[derive(Clone)]
-pub enum Mode {
-    /// Nothing.
-    Off,
-    /// Warn.
-    Warn,
-    /// Panic.
-    Panic,
-    /// Call a function.
-    Callback(Arc<dyn Fn(&Finding) + Send + Sync>),
-}
-
-impl std::fmt::Debug for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Mode::Off => f.write_str("Off"),
-            Mode::Warn => f.write_str("Warn"),
-            Mode::Panic => f.write_str("Panic"),
-            Mode::Callback(_) => f.write_str("Callback(..)"),
-        }
+    if let Some(scope) = cx.get::<Scope>() {
+        return scope.inner.observe(cx, obs);
     }
-}
-
-/// Detector configuration.
-#[derive(Debug, Clone)]
-pub struct DetectorConfig {
-    mode: Mode,
-}
-
-impl DetectorConfig {
-    /// Warn in debug, Off in release, env `OTEL_N_PLUS_ONE` overrides.
-    pub fn default_for_build() -> Self {
-        DetectorConfig {
-            mode: if cfg!(debug_assertions) { Mode::Warn } else { Mode::Off },
-        }
+    if let Some(scope) = Context::map_current(|current| current.get::<Scope>().cloned()) {
+        return scope.inner.observe(cx, obs);
     }
-}
-
-/// Sets the global configuration.
-pub fn set_config(config: DetectorConfig) {
-    let _ = config.mode;
-}
-
-/// Records one observation.
-pub fn observe(cx: &opentelemetry::Context, obs: &Observation<'_>) {
-    let _ = (cx, obs);
-}
-
-/// A detection scope (one request).
-#[derive(Clone, Debug)]
-pub struct Scope {
-    _span: tracing::Span,
-}
-
-impl Scope {
-    /// A scope whose findings are reported on `scope_span`.
-    pub fn new(scope_span: tracing::Span) -> Self {
-        Scope { _span: scope_span }
+    let span_context = cx.span().span_context().clone();
+    if !span_context.is_valid() {
+        return;
     }
-    /// A scope in which nothing is counted.
-    pub fn ignore() -> Self {
-        Scope {
-            _span: tracing::Span::none(),
-        }
+    let config = global.config();
+    if matches!(config.mode, Mode::Off) {
+        return;
     }
-    /// The findings so far.
-    pub fn findings(&self) -> Vec<Finding> {
-        Vec::new()
-    }
+    fallback::scope_for(span_context.trace_id(), config.max_scopes)
+        .inner
+        .observe(cx, obs);
 }
 
-/// Runs `fut` in a fresh scope and returns its findings.
+/// Runs `fut` in a fresh scope (its context attached across polls, so spans and spawned tasks
+/// that carry it count) and returns its output with the findings. Uses the process-wide
+/// thresholds and allowlist, but never panics and never stays off: `Off` and `Panic` become
+/// `Warn` here. The basis of `otel_sql::assert_no_n_plus_one`.
 pub async fn capture<F: Future>(fut: F) -> (F::Output, Vec<Finding>) {
-    (fut.await, Vec::new())
+    let mut config = (*GLOBAL.config()).clone();
+    if matches!(config.mode, Mode::Off | Mode::Panic) {
+        config.mode = Mode::Warn;
+    }
+    capture_with(config, fut).await
+}
+
+/// Like [`capture`] with an explicit configuration (used as given, `Panic` included).
+pub async fn capture_with<F: Future>(config: DetectorConfig, fut: F) -> (F::Output, Vec<Finding>) {
+    let scope = Scope::with_config(tracing::Span::none(), config);
+    let cx = crate::context::current().with_value(scope.clone());
+    let output = fut.with_context(cx).await;
+    (output, scope.findings())
 }

@@ -1,0 +1,227 @@
+//! [`Scope`]: the unit repeats are counted in (one request), carried in the OpenTelemetry
+//! [`Context`](opentelemetry::Context) so that operations from spawned tasks count too.
+//!
+//! A server layer creates one per request and runs the handler with the scope's context
+//! attached *inside* the request span, so that every span created below inherits it:
+//!
+//! ```
+//! use opentelemetry::context::FutureExt as _;
+//! use otel_core::repeated_shape::Scope;
+//! use tracing::Instrument as _;
+//! use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+//!
+//! # async fn handler() {}
+//! # async fn serve() {
+//! let span = tracing::info_span!("GET /dashboard");
+//! let cx = span.context().with_value(Scope::new(span.clone()));
+//! handler().with_context(cx).instrument(span).await;
+//! // the last handle of the scope is gone: findings are now on the span, which ends
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::Context;
+use parking_lot::Mutex;
+use tracing::Metadata;
+
+use super::config::{self, DetectorConfig, GLOBAL};
+use super::detector::{ParentSpan, ScopeState};
+use super::finding::Finding;
+use super::observation::Observation;
+use super::report;
+
+/// One detection scope, usually one request. Cheap to clone (all clones share the counters).
+///
+/// When the last clone is dropped (the request's context is gone), the findings are recorded
+/// with their final counts on the scope span: one `n_plus_one.detected` event per finding,
+/// `n_plus_one.*` attributes of the largest finding and `n_plus_one.findings`.
+#[derive(Clone)]
+pub struct Scope {
+    pub(crate) inner: Arc<ScopeInner>,
+}
+
+impl Scope {
+    /// A scope whose findings are recorded on `scope_span` (may be `Span::none()` for an
+    /// unsampled request), using the process-wide configuration.
+    pub fn new(scope_span: tracing::Span) -> Self {
+        Scope::build(scope_span, None, Kind::Counting)
+    }
+
+    /// A scope with its own configuration instead of the process-wide one (e.g. a test that
+    /// must not depend on global state, or a job with other thresholds).
+    pub fn with_config(scope_span: tracing::Span, config: DetectorConfig) -> Self {
+        Scope::build(scope_span, Some(Arc::new(config)), Kind::Counting)
+    }
+
+    /// A scope in which nothing is counted (health checks, batch jobs that know what they do).
+    pub fn ignore() -> Self {
+        Scope::build(tracing::Span::none(), None, Kind::Ignore)
+    }
+
+    /// The findings made so far in this scope, with their current counts, in the order they
+    /// were made.
+    pub fn findings(&self) -> Vec<Finding> {
+        let state = self.inner.state.lock();
+        state
+            .snapshots(self.inner.name)
+            .into_iter()
+            .map(|snapshot| snapshot.finding)
+            .collect()
+    }
+
+    /// Whether this is an [`ignore`](Scope::ignore) scope.
+    pub fn is_ignore(&self) -> bool {
+        self.inner.kind == Kind::Ignore
+    }
+
+    /// Distinct (parent span, shape) pairs this scope tracks (at most `max_shapes_per_scope`).
+    pub fn tracked_shapes(&self) -> usize {
+        self.inner.state.lock().tracked_shapes()
+    }
+
+    /// Observations of new shapes that were not counted because the scope was full.
+    pub fn untracked_observations(&self) -> u64 {
+        self.inner.state.lock().untracked()
+    }
+
+    /// The scope's context: `cx` with this scope in it.
+    pub fn in_context(&self, cx: &Context) -> Context {
+        cx.with_value(self.clone())
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("name", &self.inner.name)
+            .field("kind", &self.inner.kind)
+            .field("own_config", &self.inner.config.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+// ---- internals ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A scope given by the caller.
+    Counting,
+    /// Keyed by trace id in the global fallback map: findings go to the current span.
+    Fallback,
+    /// Counts nothing.
+    Ignore,
+}
+
+pub(crate) struct ScopeInner {
+    span: tracing::Span,
+    name: Option<&'static str>,
+    /// The scope span's metadata: operations issued directly under it count as the scope's.
+    span_metadata: ParentSpan,
+    kind: Kind,
+    config: Option<Arc<DetectorConfig>>,
+    registered_override: bool,
+    state: Mutex<ScopeState>,
+}
+
+impl Scope {
+    pub(crate) fn build(
+        span: tracing::Span,
+        config: Option<Arc<DetectorConfig>>,
+        kind: Kind,
+    ) -> Self {
+        let span_metadata = span.metadata();
+        let registered_override = config.as_deref().is_some_and(config::register_override);
+        Scope {
+            inner: Arc::new(ScopeInner {
+                name: span_metadata.map(Metadata::name),
+                span_metadata,
+                span,
+                kind,
+                config,
+                registered_override,
+                state: Mutex::new(ScopeState::default()),
+            }),
+        }
+    }
+}
+
+impl ScopeInner {
+    /// Counts `obs` and reports the findings it makes. No lock is held while reporting (a
+    /// `Panic` mode panics with the scope unlocked).
+    pub(crate) fn observe(&self, cx: &Context, obs: &Observation<'_>) {
+        if self.kind == Kind::Ignore {
+            return;
+        }
+        let config = self.config();
+        if matches!(config.mode, config::Mode::Off) || config.is_allowlisted(obs.shape) {
+            return;
+        }
+        let parent = issuing_span(self.span_metadata);
+        let crossed = self.state.lock().record(&config, parent, obs, self.name);
+        for finding in &crossed {
+            report::threshold_crossed(&config, self.kind == Kind::Fallback, cx, finding);
+        }
+    }
+
+    fn config(&self) -> Arc<DetectorConfig> {
+        match &self.config {
+            Some(config) => config.clone(),
+            None => GLOBAL.config(),
+        }
+    }
+}
+
+impl Drop for ScopeInner {
+    fn drop(&mut self) {
+        if self.registered_override {
+            config::unregister_override();
+        }
+        if self.kind == Kind::Ignore {
+            return;
+        }
+        let snapshots = self.state.get_mut().snapshots(self.name);
+        if snapshots.is_empty() {
+            return;
+        }
+        let config = self.config();
+        report::scope_ended(&config, &self.span, &snapshots);
+    }
+}
+
+/// The span the operation was issued from: the parent of the current `tracing` span (the
+/// current span is usually the operation's own span, or a function `#[instrument]`ed per
+/// item), so that a loop calling an instrumented function per item counts together. `None`
+/// when that is the scope span itself or when there is no span.
+fn issuing_span(scope_span: ParentSpan) -> ParentSpan {
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+
+    let found = tracing::dispatcher::get_default(|dispatch| {
+        let current = dispatch.current_span();
+        let id = current.id()?;
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            // No registry to find the parent in: the current span is the best key we have.
+            return current.metadata();
+        };
+        let data = registry.span_data(id)?;
+        let current_metadata = data.metadata();
+        if is_same(Some(current_metadata), scope_span) {
+            return None;
+        }
+        let parent = data.parent()?;
+        registry.span_data(parent).map(|parent| parent.metadata())
+    });
+    if is_same(found, scope_span) {
+        None
+    } else {
+        found
+    }
+}
+
+fn is_same(a: ParentSpan, b: ParentSpan) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
+        _ => false,
+    }
+}
