@@ -1,0 +1,137 @@
+//! The databases `TracedPool` supports, and what it needs to know about each: the
+//! `db.system.name` value, the SQL dialect for fingerprints, and where the pool connects
+//! (`db.namespace`, `server.address`, `server.port`).
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use otel_sql::TracedDatabase;
+//! assert_eq!(<sqlx::Sqlite as TracedDatabase>::SYSTEM_NAME, "sqlite");
+//! # }
+//! ```
+
+use sqlx::Database;
+
+use crate::fingerprint::Dialect;
+
+/// A sqlx database that `TracedPool` can instrument. Implemented for `sqlx::Postgres`,
+/// `sqlx::MySql` and `sqlx::Sqlite` behind the features of the same names; sealed.
+pub trait TracedDatabase: Database + sealed::Sealed {
+    /// The `db.system.name` value (`postgresql`, `mysql`, `sqlite`).
+    const SYSTEM_NAME: &'static str;
+    /// Lexical rules used to fingerprint this database's SQL.
+    const DIALECT: Dialect;
+
+    /// `db.namespace`, `server.address` and `server.port` of a pool's connect options.
+    fn endpoint(options: &<Self::Connection as sqlx::Connection>::Options) -> Endpoint;
+
+    /// A hash of bound argument values, for telling duplicates (same shape, same values)
+    /// from N+1 (same shape, other values). Hashes at most [`MAX_HASHED_ARGUMENT_BYTES`]
+    /// bytes of the arguments' debug form; never stores them.
+    fn arguments_hash(arguments: &Self::Arguments) -> u64;
+}
+
+/// Where a pool connects: the values of `db.namespace`, `server.address`, `server.port`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `db.namespace`: the database name (or the SQLite file name).
+    pub namespace: Option<String>,
+    /// `server.address`: the host name or socket path.
+    pub address: Option<String>,
+    /// `server.port`.
+    pub port: Option<u16>,
+}
+
+/// How many bytes of an argument list's debug form [`TracedDatabase::arguments_hash`] reads.
+pub const MAX_HASHED_ARGUMENT_BYTES: usize = 4096;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for sqlx::Postgres {}
+#[cfg(feature = "postgres")]
+impl TracedDatabase for sqlx::Postgres {
+    const SYSTEM_NAME: &'static str = "postgresql";
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    fn endpoint(options: &sqlx::postgres::PgConnectOptions) -> Endpoint {
+        Endpoint {
+            namespace: options.get_database().map(str::to_owned),
+            address: Some(options.get_host().to_owned()),
+            port: Some(options.get_port()),
+        }
+    }
+
+    fn arguments_hash(arguments: &Self::Arguments) -> u64 {
+        debug_hash(arguments)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl sealed::Sealed for sqlx::MySql {}
+#[cfg(feature = "mysql")]
+impl TracedDatabase for sqlx::MySql {
+    const SYSTEM_NAME: &'static str = "mysql";
+    const DIALECT: Dialect = Dialect::MySql;
+
+    fn endpoint(options: &sqlx::mysql::MySqlConnectOptions) -> Endpoint {
+        Endpoint {
+            namespace: options.get_database().map(str::to_owned),
+            address: Some(options.get_host().to_owned()),
+            port: Some(options.get_port()),
+        }
+    }
+
+    fn arguments_hash(arguments: &Self::Arguments) -> u64 {
+        debug_hash(arguments)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for sqlx::Sqlite {}
+#[cfg(feature = "sqlite")]
+impl TracedDatabase for sqlx::Sqlite {
+    const SYSTEM_NAME: &'static str = "sqlite";
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    fn endpoint(options: &sqlx::sqlite::SqliteConnectOptions) -> Endpoint {
+        Endpoint {
+            namespace: Some(options.get_filename().to_string_lossy().into_owned()),
+            address: None,
+            port: None,
+        }
+    }
+
+    fn arguments_hash(arguments: &Self::Arguments) -> u64 {
+        debug_hash(arguments)
+    }
+}
+
+/// Hashes a value's `Debug` form as it is written, without allocating, stopping after
+/// [`MAX_HASHED_ARGUMENT_BYTES`]. sqlx's argument buffers are private; their `Debug` output
+/// is the one stable view of the encoded values that all three drivers offer.
+#[allow(dead_code)]
+fn debug_hash<T: std::fmt::Debug>(value: &T) -> u64 {
+    use std::fmt::Write;
+    struct HashWriter {
+        hash: u64,
+        seen: usize,
+    }
+    impl Write for HashWriter {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = MAX_HASHED_ARGUMENT_BYTES.saturating_sub(self.seen);
+            let take = s.len().min(room);
+            self.hash = crate::fingerprint::fast_hash(&s.as_bytes()[..take], self.hash);
+            self.seen += take;
+            if take < s.len() {
+                Err(std::fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut w = HashWriter { hash: 0x5eed, seen: 0 };
+    let _ = write!(w, "{value:?}");
+    w.hash
+}

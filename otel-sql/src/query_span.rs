@@ -1,0 +1,406 @@
+//! One CLIENT span per database operation: opened before sqlx runs the query, closed when
+//! its result stream ends, fails or is dropped; it records the stable database attributes,
+//! the `db.client.operation.duration` histogram and feeds the N+1 detector.
+//!
+//! Used by [`TracedPool`](crate::TracedPool), [`TracedConnection`](crate::TracedConnection)
+//! and [`TracedTransaction`](crate::TracedTransaction); there is nothing to call directly:
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # async fn run() -> Result<(), sqlx::Error> {
+//! let pool = otel_sql::TracedPool::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+//! // one span `SELECT` with db.system.name = "sqlite", db.query.text = "SELECT ?"
+//! sqlx::query("SELECT 1").execute(&pool).await?;
+//! # Ok(()) }
+//! ```
+
+use std::borrow::Cow;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::Stream;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use otel_core::attributes::error_type;
+use otel_core::attributes::semconv::attribute as sc;
+use otel_core::repeated_shape::{self, Observation, ShapeKind};
+use pin_project::{pin_project, pinned_drop};
+use sqlx::error::BoxDynError;
+use sqlx::{Arguments, Database, Execute, SqlStr};
+use tracing::field::Empty;
+
+use crate::database::{Endpoint, TracedDatabase};
+use crate::fingerprint::{self, Fingerprint, StatementKind};
+use crate::n_plus_one::suggestion;
+use crate::query_counter;
+
+/// The tracing target of every span and event of this crate.
+pub const TARGET: &str = "otel_sql";
+
+/// Settings and instruments shared by a pool and every connection taken from it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) system: &'static str,
+    pub(crate) dialect: fingerprint::Dialect,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) raw_query_text: bool,
+    pub(crate) detect_repeats: bool,
+    pub(crate) duration: Histogram<f64>,
+    pub(crate) metric_base: Vec<KeyValue>,
+}
+
+impl Shared {
+    pub(crate) fn new<DB: TracedDatabase>(
+        endpoint: Endpoint,
+        raw_query_text: bool,
+        detect_repeats: bool,
+        meter: &opentelemetry::metrics::Meter,
+    ) -> Self {
+        let duration = meter
+            .f64_histogram(otel_core::attributes::semconv::metric::DB_CLIENT_OPERATION_DURATION)
+            .with_unit("s")
+            .with_description("Duration of database client operations.")
+            .with_boundaries(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+            ])
+            .build();
+        let mut metric_base = vec![KeyValue::new(sc::DB_SYSTEM_NAME, DB::SYSTEM_NAME)];
+        if let Some(ns) = &endpoint.namespace {
+            metric_base.push(KeyValue::new(sc::DB_NAMESPACE, ns.clone()));
+        }
+        if let Some(addr) = &endpoint.address {
+            metric_base.push(KeyValue::new(sc::SERVER_ADDRESS, addr.clone()));
+        }
+        if let Some(port) = endpoint.port {
+            metric_base.push(KeyValue::new(sc::SERVER_PORT, i64::from(port)));
+        }
+        Shared {
+            system: DB::SYSTEM_NAME,
+            dialect: DB::DIALECT,
+            endpoint,
+            raw_query_text,
+            detect_repeats,
+            duration,
+            metric_base,
+        }
+    }
+}
+
+/// The query handed on to sqlx once its text, statement and arguments were taken out of the
+/// user's query for fingerprinting (sqlx 0.9's `Execute::sql` consumes the query).
+pub(crate) struct Prepared<DB: Database> {
+    sql: SqlStr,
+    statement: Option<DB::Statement>,
+    arguments: Option<Result<Option<DB::Arguments>, BoxDynError>>,
+    persistent: bool,
+}
+
+impl<'q, DB: Database> Execute<'q, DB> for Prepared<DB> {
+    fn sql(self) -> SqlStr {
+        self.sql
+    }
+    fn statement(&self) -> Option<&DB::Statement> {
+        self.statement.as_ref()
+    }
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, BoxDynError> {
+        self.arguments.take().unwrap_or(Ok(None))
+    }
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+}
+
+/// Opens the span for `query` and returns the query to run inside it.
+pub(crate) fn begin<'q, DB: TracedDatabase, E: Execute<'q, DB>>(
+    shared: &Arc<Shared>,
+    mut query: E,
+    call_site: Option<&'static Location<'static>>,
+) -> (Prepared<DB>, QueryGuard) {
+    let persistent = query.persistent();
+    let statement = query.statement().cloned();
+    let arguments = query.take_arguments();
+    let sql = query.sql();
+    let fp = fingerprint::cached(sql.as_str(), shared.dialect);
+    let args_hash = match &arguments {
+        Ok(Some(args)) if args.len() > 0 => Some(DB::arguments_hash(args)),
+        _ => None,
+    };
+    let values_hash = match (args_hash, fp.literals_hash()) {
+        (Some(a), Some(l)) => a ^ l.rotate_left(17),
+        (Some(a), None) => a,
+        (None, Some(l)) => l,
+        (None, None) => 0,
+    };
+    let span = open_span(shared, &fp, sql.as_str(), call_site);
+    query_counter::count();
+    let guard = QueryGuard {
+        span,
+        shared: shared.clone(),
+        fp,
+        values_hash,
+        call_site,
+        started: Instant::now(),
+        rows: 0,
+        done: false,
+    };
+    let prepared = Prepared {
+        sql,
+        statement,
+        arguments: Some(arguments),
+        persistent,
+    };
+    (prepared, guard)
+}
+
+/// The open span of one operation; closes it (once) on completion or drop.
+pub(crate) struct QueryGuard {
+    span: tracing::Span,
+    shared: Arc<Shared>,
+    fp: Arc<Fingerprint>,
+    values_hash: u64,
+    call_site: Option<&'static Location<'static>>,
+    started: Instant,
+    rows: u64,
+    done: bool,
+}
+
+impl QueryGuard {
+    fn finish(&mut self, error: Option<&sqlx::Error>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let duration = self.started.elapsed();
+        let span = &self.span;
+        span.record(sc::DB_RESPONSE_RETURNED_ROWS, self.rows);
+        let mut attrs = self.shared.metric_base.clone();
+        if let Some(op) = self.fp.operation() {
+            attrs.push(KeyValue::new(sc::DB_OPERATION_NAME, op));
+        }
+        if let Some(coll) = self.fp.collection() {
+            attrs.push(KeyValue::new(sc::DB_COLLECTION_NAME, coll.to_owned()));
+        }
+        if !self.fp.summary().is_empty() {
+            attrs.push(KeyValue::new(sc::DB_QUERY_SUMMARY, self.fp.summary().to_owned()));
+        }
+        match error {
+            Some(e) => {
+                let (class, status) = classify(e);
+                span.record("otel.status_code", "error");
+                span.record(sc::ERROR_TYPE, &*class);
+                if let Some(code) = &status {
+                    span.record(sc::DB_RESPONSE_STATUS_CODE, code.as_str());
+                    attrs.push(KeyValue::new(sc::DB_RESPONSE_STATUS_CODE, code.clone()));
+                }
+                attrs.push(KeyValue::new(sc::ERROR_TYPE, class.into_owned()));
+            }
+            None => {}
+        }
+        self.shared.duration.record(duration.as_secs_f64(), &attrs);
+
+        if self.shared.detect_repeats {
+            let kind = match self.fp.kind() {
+                StatementKind::Read => ShapeKind::Read,
+                StatementKind::Write => ShapeKind::Write,
+                StatementKind::Ignored => ShapeKind::Ignored,
+            };
+            let _enter = span.enter();
+            let cx = otel_core::context::current();
+            let suggestion = suggestion(&self.fp, self.shared.dialect);
+            repeated_shape::observe(
+                &cx,
+                &Observation {
+                    shape: self.fp.sanitized(),
+                    fingerprint: self.fp.hash(),
+                    kind,
+                    values_hash: Some(self.values_hash),
+                    started: self.started,
+                    duration,
+                    call_site: self.call_site,
+                    suggestion: suggestion.as_deref(),
+                },
+            );
+        }
+    }
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        // Dropped before the end (a `fetch_optional` that stopped at the first row, or a
+        // cancelled future): the operation is over as far as the caller is concerned.
+        self.finish(None);
+    }
+}
+
+/// A sqlx result stream that runs inside the operation's span and closes it at the end.
+#[pin_project(PinnedDrop)]
+pub(crate) struct TracedStream<S> {
+    #[pin]
+    inner: S,
+    guard: QueryGuard,
+}
+
+impl<S> TracedStream<S> {
+    pub(crate) fn new(inner: S, guard: QueryGuard) -> Self {
+        TracedStream { inner, guard }
+    }
+}
+
+impl<S, Q, R> Stream for TracedStream<S>
+where
+    S: Stream<Item = Result<sqlx::Either<Q, R>, sqlx::Error>>,
+{
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let poll = {
+            let _enter = this.guard.span.enter();
+            this.inner.poll_next(cx)
+        };
+        match &poll {
+            Poll::Ready(Some(Ok(sqlx::Either::Right(_)))) => this.guard.rows += 1,
+            Poll::Ready(Some(Err(e))) => this.guard.finish(Some(e)),
+            Poll::Ready(None) => this.guard.finish(None),
+            _ => {}
+        }
+        poll
+    }
+}
+
+#[pinned_drop]
+impl<S> PinnedDrop for TracedStream<S> {
+    fn drop(self: Pin<&mut Self>) {
+        self.project().guard.finish(None);
+    }
+}
+
+/// A sqlx `fetch_optional` future that runs inside the operation's span.
+#[pin_project]
+pub(crate) struct TracedFuture<F> {
+    #[pin]
+    inner: F,
+    guard: QueryGuard,
+}
+
+impl<F> TracedFuture<F> {
+    pub(crate) fn new(inner: F, guard: QueryGuard) -> Self {
+        TracedFuture { inner, guard }
+    }
+}
+
+impl<F, R> Future for TracedFuture<F>
+where
+    F: Future<Output = Result<Option<R>, sqlx::Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let poll = {
+            let _enter = this.guard.span.enter();
+            this.inner.poll(cx)
+        };
+        match &poll {
+            Poll::Ready(Ok(row)) => {
+                this.guard.rows = u64::from(row.is_some());
+                this.guard.finish(None);
+            }
+            Poll::Ready(Err(e)) => this.guard.finish(Some(e)),
+            Poll::Pending => {}
+        }
+        poll
+    }
+}
+
+/// Span name per the conventions: the summary, else the system name.
+fn open_span(
+    shared: &Shared,
+    fp: &Fingerprint,
+    raw: &str,
+    call_site: Option<&'static Location<'static>>,
+) -> tracing::Span {
+    let name: &str = if fp.summary().is_empty() {
+        shared.system
+    } else {
+        fp.summary()
+    };
+    let text: &str = if shared.raw_query_text || fp.literals_hash().is_none() {
+        bounded(raw)
+    } else {
+        fp.sanitized()
+    };
+    let summary = if fp.summary().is_empty() {
+        None
+    } else {
+        Some(fp.summary())
+    };
+    tracing::info_span!(
+        target: TARGET,
+        "db.query",
+        otel.name = name,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        { sc::DB_SYSTEM_NAME } = shared.system,
+        { sc::DB_NAMESPACE } = shared.endpoint.namespace.as_deref(),
+        { sc::DB_QUERY_SUMMARY } = summary,
+        { sc::DB_QUERY_TEXT } = text,
+        { sc::DB_OPERATION_NAME } = fp.operation(),
+        { sc::DB_COLLECTION_NAME } = fp.collection(),
+        { sc::DB_RESPONSE_STATUS_CODE } = Empty,
+        { sc::DB_RESPONSE_RETURNED_ROWS } = Empty,
+        { sc::SERVER_ADDRESS } = shared.endpoint.address.as_deref(),
+        { sc::SERVER_PORT } = shared.endpoint.port.map(i64::from),
+        { sc::ERROR_TYPE } = Empty,
+        { sc::CODE_FILE_PATH } = call_site.map(|l| l.file()),
+        { sc::CODE_LINE_NUMBER } = call_site.map(|l| i64::from(l.line())),
+    )
+}
+
+/// Raw text cut at [`fingerprint::MAX_SANITIZED_LEN`] bytes (on a char boundary).
+fn bounded(raw: &str) -> &str {
+    if raw.len() <= fingerprint::MAX_SANITIZED_LEN {
+        return raw;
+    }
+    let mut cut = fingerprint::MAX_SANITIZED_LEN;
+    while !raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &raw[..cut]
+}
+
+/// `error.type` (low cardinality) and `db.response.status_code` of a failure. The error
+/// message is never recorded: MySQL's, for one, quotes the offending value.
+pub(crate) fn classify(error: &sqlx::Error) -> (Cow<'static, str>, Option<String>) {
+    use std::io::ErrorKind as Io;
+    match error {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => (Cow::Owned(code.to_string()), Some(code.into_owned())),
+            None => (Cow::Borrowed(error_type::OTHER), None),
+        },
+        sqlx::Error::PoolTimedOut => (Cow::Borrowed(error_type::TIMEOUT), None),
+        sqlx::Error::Io(io) => (
+            Cow::Borrowed(match io.kind() {
+                Io::ConnectionRefused => error_type::CONNECTION_REFUSED,
+                Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
+                    error_type::CONNECTION_RESET
+                }
+                Io::TimedOut => error_type::TIMEOUT,
+                _ => error_type::OTHER,
+            }),
+            None,
+        ),
+        sqlx::Error::Tls(_) => (Cow::Borrowed(error_type::TLS), None),
+        sqlx::Error::PoolClosed => (Cow::Borrowed("pool_closed"), None),
+        sqlx::Error::RowNotFound => (Cow::Borrowed("row_not_found"), None),
+        sqlx::Error::Protocol(_) => (Cow::Borrowed("protocol"), None),
+        sqlx::Error::Encode(_) => (Cow::Borrowed("encode"), None),
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            (Cow::Borrowed("decode"), None)
+        }
+        _ => (Cow::Borrowed(error_type::OTHER), None),
+    }
+}
