@@ -1,0 +1,288 @@
+//! The tower circuit-breaker adapter: [`CircuitBreakerLayer`] guards a client
+//! `Service<http::Request<B>>` with one breaker per downstream authority (from a
+//! [`CircuitBreakerRegistry`]).
+//!
+//! - Every admitted call carries `circuit_breaker.state` and `circuit_breaker.failures` as
+//!   `otel_core::extensions::SpanAttributes`, recorded by the tracing client layer below on
+//!   that attempt's client span.
+//! - A rejected call sends nothing, so no client span exists: the layer records a short
+//!   INTERNAL span `circuit_breaker {name}` (target `otel_resilience`) with
+//!   `error.type = circuit_open`, `circuit_breaker.state`, `circuit_breaker.name`,
+//!   `circuit_breaker.next_probe_ms` and status error, under the current span (the retry
+//!   span when a retry layer is above), and fails fast with [`CircuitOpen`].
+//! - Failures for the breaker: transport errors and timeouts, HTTP 5xx, gRPC `UNKNOWN`,
+//!   `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE` (trailers-only responses).
+//!
+//! ```
+//! use otel_resilience::{CircuitBreakerLayer, CircuitBreakerRegistry, CircuitBreakerConfig};
+//!
+//! let registry = CircuitBreakerRegistry::builder()
+//!     .config(CircuitBreakerConfig::default().consecutive_failures(3))
+//!     .build();
+//! let layer = CircuitBreakerLayer::with_registry(registry);
+//! # let _ = layer;
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response, StatusCode};
+use otel_core::attributes::{self, error_type, semconv};
+use otel_core::extensions::SpanAttributes;
+use pin_project::pin_project;
+use tower::BoxError;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::breaker_registry::{CircuitBreakerRegistry, DEFAULT_BREAKER_KEY};
+use crate::circuit_breaker::{CircuitBreaker, CircuitOpen, Permit};
+use crate::retry_policy::grpc_status;
+
+/// Guards the wrapped service with circuit breakers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerLayer {
+    shared: Arc<BreakerShared>,
+}
+
+/// The service made by [`CircuitBreakerLayer`].
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerService<S> {
+    inner: S,
+    shared: Arc<BreakerShared>,
+}
+
+/// Which outcomes count as failures for the breaker.
+#[derive(Debug, Clone)]
+pub struct BreakerClassifier {
+    statuses: Vec<StatusCode>,
+    grpc_codes: Vec<i32>,
+}
+
+impl Default for BreakerClassifier {
+    fn default() -> Self {
+        BreakerClassifier {
+            statuses: (500..600)
+                .filter_map(|c| StatusCode::from_u16(c).ok())
+                .collect(),
+            grpc_codes: vec![2, 4, 13, 14],
+        }
+    }
+}
+
+impl BreakerClassifier {
+    /// The HTTP statuses that count as failures (default: every 5xx).
+    pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+    /// The gRPC codes that count as failures (default `UNKNOWN`, `DEADLINE_EXCEEDED`,
+    /// `INTERNAL`, `UNAVAILABLE`).
+    pub fn failure_grpc_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
+        self.grpc_codes = codes.into_iter().collect();
+        self
+    }
+    /// Whether a response with this status and headers is a success for the breaker.
+    pub fn is_success(&self, status: StatusCode, headers: &http::HeaderMap) -> bool {
+        if let Some(code) = grpc_status(headers) {
+            return !self.grpc_codes.contains(&code);
+        }
+        !self.statuses.contains(&status)
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// One breaker per authority with the default configuration and the global meter
+    /// provider.
+    pub fn new() -> Self {
+        Self::with_registry(CircuitBreakerRegistry::builder().build())
+    }
+
+    /// Breakers from `registry`, keyed per authority.
+    pub fn with_registry(registry: Arc<CircuitBreakerRegistry>) -> Self {
+        CircuitBreakerLayer {
+            shared: Arc::new(BreakerShared {
+                registry,
+                fixed: None,
+                classifier: BreakerClassifier::default(),
+            }),
+        }
+    }
+
+    /// All calls share the breaker `name` (e.g. a tonic `Channel`, whose request URIs carry
+    /// no authority) instead of one per authority.
+    pub fn named(self, name: &str) -> Self {
+        let breaker = self.shared.registry.get(name);
+        self.update(|s| s.fixed = Some(breaker))
+    }
+
+    /// Which outcomes count as failures.
+    pub fn classifier(self, classifier: BreakerClassifier) -> Self {
+        self.update(|s| s.classifier = classifier)
+    }
+
+    /// The registry behind the layer.
+    pub fn registry(&self) -> &Arc<CircuitBreakerRegistry> {
+        &self.shared.registry
+    }
+
+    fn update(self, f: impl FnOnce(&mut BreakerShared)) -> Self {
+        let mut shared = BreakerShared::clone(&self.shared);
+        f(&mut shared);
+        CircuitBreakerLayer {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+impl Default for CircuitBreakerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreakerService<S>;
+    fn layer(&self, inner: S) -> CircuitBreakerService<S> {
+        CircuitBreakerService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for CircuitBreakerService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let breaker = self.shared.breaker_for(req.uri());
+        match breaker.admit() {
+            Ok(permit) => {
+                push_span_attributes(&breaker, req.extensions_mut());
+                ResponseFuture {
+                    state: FutureState::Called {
+                        future: self.inner.call(req),
+                    },
+                    permit: Some(permit),
+                    shared: self.shared.clone(),
+                }
+            }
+            Err(open) => {
+                record_rejection(&open);
+                ResponseFuture {
+                    state: FutureState::Rejected { error: Some(open) },
+                    permit: None,
+                    shared: self.shared.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// The future of [`CircuitBreakerService`].
+#[pin_project]
+pub struct ResponseFuture<F> {
+    #[pin]
+    state: FutureState<F>,
+    permit: Option<Permit>,
+    shared: Arc<BreakerShared>,
+}
+
+#[pin_project(project = FutureStateProj)]
+enum FutureState<F> {
+    Called {
+        #[pin]
+        future: F,
+    },
+    Rejected {
+        error: Option<CircuitOpen>,
+    },
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.state.project() {
+            FutureStateProj::Rejected { error } => Poll::Ready(Err(Box::new(
+                error.take().expect("polled after completion"),
+            ))),
+            FutureStateProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                let success = match &result {
+                    Ok(resp) => this
+                        .shared
+                        .classifier
+                        .is_success(resp.status(), resp.headers()),
+                    Err(_) => false,
+                };
+                if let Some(permit) = this.permit.take() {
+                    permit.record(success);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+        }
+    }
+}
+
+// ---- shared with the reqwest middleware -------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub(crate) struct BreakerShared {
+    pub(crate) registry: Arc<CircuitBreakerRegistry>,
+    pub(crate) fixed: Option<Arc<CircuitBreaker>>,
+    pub(crate) classifier: BreakerClassifier,
+}
+
+impl BreakerShared {
+    pub(crate) fn breaker_for(&self, uri: &http::Uri) -> Arc<CircuitBreaker> {
+        if let Some(b) = &self.fixed {
+            return b.clone();
+        }
+        let key = uri.authority().map_or(DEFAULT_BREAKER_KEY, |a| a.as_str());
+        self.registry.get(key)
+    }
+}
+
+/// Pushes `circuit_breaker.state` and `circuit_breaker.failures` for the client span.
+pub(crate) fn push_span_attributes(breaker: &CircuitBreaker, extensions: &mut http::Extensions) {
+    for kv in breaker.span_attributes() {
+        SpanAttributes::push(extensions, kv);
+    }
+}
+
+/// Records a rejected call on a short span of its own (nothing was sent: no client span).
+pub(crate) fn record_rejection(open: &CircuitOpen) {
+    let next_probe_ms = open
+        .next_probe_in()
+        .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let span = tracing::info_span!(
+        target: "otel_resilience",
+        "circuit_breaker",
+        otel.name = %format_args!("circuit_breaker {}", open.name()),
+        otel.kind = "internal",
+        otel.status_code = "ERROR",
+        otel.status_message = %open,
+        { attributes::CIRCUIT_BREAKER_NAME } = open.name(),
+        { attributes::CIRCUIT_BREAKER_STATE } = open.state().as_str(),
+        { attributes::CIRCUIT_BREAKER_NEXT_PROBE_MS } = next_probe_ms,
+        { semconv::attribute::ERROR_TYPE } = error_type::CIRCUIT_OPEN,
+    );
+    drop(span);
+}

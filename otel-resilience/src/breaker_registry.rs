@@ -1,0 +1,139 @@
+//! One circuit breaker per downstream (by default per authority, `host:port`), created on
+//! first use with a shared configuration, bounded in number.
+//!
+//! ```
+//! use otel_resilience::breaker_registry::CircuitBreakerRegistry;
+//!
+//! let registry = CircuitBreakerRegistry::builder().build();
+//! let a = registry.get("payments:443");
+//! let b = registry.get("payments:443");
+//! assert!(std::sync::Arc::ptr_eq(&a, &b));
+//! assert_ne!(registry.get("inventory:8080").name(), a.name());
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry::metrics::MeterProvider;
+use parking_lot::RwLock;
+
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+use crate::clock::{SharedClock, TokioClock};
+use crate::metrics::ResilienceMetrics;
+use crate::random::RandomSource;
+
+/// The key of calls whose downstream has no authority (e.g. a tonic `Channel`'s relative
+/// URIs) or that arrive after the registry is full.
+pub const DEFAULT_BREAKER_KEY: &str = "default";
+
+/// Breakers keyed by downstream. Lookups take a read lock (never across an await).
+pub struct CircuitBreakerRegistry {
+    config: CircuitBreakerConfig,
+    clock: SharedClock,
+    rng: Arc<RandomSource>,
+    metrics: ResilienceMetrics,
+    max_breakers: usize,
+    breakers: RwLock<HashMap<Box<str>, Arc<CircuitBreaker>>>,
+}
+
+/// Builds a [`CircuitBreakerRegistry`].
+pub struct CircuitBreakerRegistryBuilder {
+    config: CircuitBreakerConfig,
+    clock: SharedClock,
+    rng: Option<Arc<RandomSource>>,
+    metrics: Option<ResilienceMetrics>,
+    max_breakers: usize,
+}
+
+impl CircuitBreakerRegistry {
+    /// A builder with the default configuration.
+    pub fn builder() -> CircuitBreakerRegistryBuilder {
+        CircuitBreakerRegistryBuilder {
+            config: CircuitBreakerConfig::default(),
+            clock: Arc::new(TokioClock),
+            rng: None,
+            metrics: None,
+            max_breakers: 1024,
+        }
+    }
+
+    /// The breaker for `key`, created on first use. Past the size limit, new keys share the
+    /// [`DEFAULT_BREAKER_KEY`] breaker, so memory stays bounded.
+    pub fn get(&self, key: &str) -> Arc<CircuitBreaker> {
+        if let Some(b) = self.breakers.read().get(key) {
+            return b.clone();
+        }
+        let mut map = self.breakers.write();
+        if let Some(b) = map.get(key) {
+            return b.clone();
+        }
+        let key = if map.len() >= self.max_breakers {
+            DEFAULT_BREAKER_KEY
+        } else {
+            key
+        };
+        map.entry(Box::from(key))
+            .or_insert_with(|| {
+                CircuitBreaker::builder(key)
+                    .config(self.config.clone())
+                    .clock(self.clock.clone())
+                    .random(self.rng.clone())
+                    .metrics(self.metrics.clone())
+                    .build()
+            })
+            .clone()
+    }
+
+    /// The breakers created so far.
+    pub fn breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        self.breakers.read().values().cloned().collect()
+    }
+}
+
+impl std::fmt::Debug for CircuitBreakerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerRegistry")
+            .field("config", &self.config)
+            .field("breakers", &self.breakers.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreakerRegistryBuilder {
+    /// The configuration of every breaker.
+    pub fn config(mut self, config: CircuitBreakerConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// The clock (default [`TokioClock`]).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// A reproducible random source for open-duration jitter.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rng = Some(Arc::new(RandomSource::seeded(seed)));
+        self
+    }
+    /// The meter provider of the breaker metrics (default: the global one).
+    pub fn meter_provider<P: MeterProvider + ?Sized>(mut self, provider: &P) -> Self {
+        self.metrics = Some(ResilienceMetrics::new(provider));
+        self
+    }
+    /// At most this many breakers (default 1024).
+    pub fn max_breakers(mut self, n: usize) -> Self {
+        self.max_breakers = n.max(1);
+        self
+    }
+    /// The registry.
+    pub fn build(self) -> Arc<CircuitBreakerRegistry> {
+        Arc::new(CircuitBreakerRegistry {
+            config: self.config,
+            clock: self.clock,
+            rng: self.rng.unwrap_or_default(),
+            metrics: self.metrics.unwrap_or_else(ResilienceMetrics::global),
+            max_breakers: self.max_breakers,
+            breakers: RwLock::new(HashMap::new()),
+        })
+    }
+}

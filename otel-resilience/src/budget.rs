@@ -1,0 +1,312 @@
+//! The retry budget: a bound on how much retries may add to the load on a dependency, shared
+//! by every call through one layer, so that a dependency that is down does not receive a
+//! retry storm.
+//!
+//! Two modes:
+//! - **ratio** (the default): over a sliding window (10 s), retries may number at most 20% of
+//!   the logical requests, with a floor of 10 retries per second of window so that quiet
+//!   services still retry. Against a server that always fails, upstream attempts stay at or
+//!   below 1.2× the requests once traffic exceeds the floor.
+//! - **token bucket** (gRPC retry throttling): the bucket starts full at `max_tokens`; each
+//!   failed attempt takes one token, each success gives back `token_ratio`; retries are allowed
+//!   only while more than half the tokens remain.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use otel_resilience::budget::RetryBudget;
+//! use otel_resilience::clock::ManualClock;
+//!
+//! let budget = RetryBudget::ratio(0.2, Duration::from_secs(10), 0).with_clock(Arc::new(ManualClock::new()));
+//! for _ in 0..10 { budget.deposit(); }
+//! assert!(budget.try_withdraw());
+//! assert!(budget.try_withdraw());
+//! assert!(!budget.try_withdraw()); // 2 retries for 10 requests: 20% spent
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::clock::{SharedClock, TokioClock};
+
+/// A retry budget shared by all calls through a layer (cheap to clone: an `Arc` inside).
+#[derive(Clone)]
+pub struct RetryBudget {
+    inner: Arc<Inner>,
+}
+
+/// Which accounting a [`RetryBudget`] uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BudgetMode {
+    /// At most `ratio` retries per request over `window`, floor `min_retries_per_sec`.
+    Ratio {
+        /// Retries allowed per logical request (0.2 = 20%).
+        ratio: f64,
+        /// The sliding window.
+        window: Duration,
+        /// Retries per second always allowed, whatever the request count.
+        min_retries_per_sec: u32,
+    },
+    /// gRPC-style retry throttling.
+    TokenBucket {
+        /// Bucket size; retries stop when `tokens <= max_tokens / 2`.
+        max_tokens: f64,
+        /// Tokens given back per successful attempt.
+        token_ratio: f64,
+    },
+}
+
+impl Default for RetryBudget {
+    /// 20% over 10 s with a floor of 10 retries/s.
+    fn default() -> Self {
+        RetryBudget::ratio(0.2, Duration::from_secs(10), 10)
+    }
+}
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("mode", &self.inner.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryBudget {
+    /// Ratio mode: retries add at most `ratio` (0.2 = 20%) to the requests seen in `window`,
+    /// but `min_retries_per_sec × window` retries are always allowed. Out-of-range values are
+    /// clamped (`ratio` to `[0, 1000]`, `window` to at least 1 s).
+    pub fn ratio(ratio: f64, window: Duration, min_retries_per_sec: u32) -> Self {
+        let ratio = if ratio.is_finite() {
+            ratio.clamp(0.0, 1000.0)
+        } else {
+            0.0
+        };
+        let window = window.max(Duration::from_secs(1));
+        Self::build(BudgetMode::Ratio {
+            ratio,
+            window,
+            min_retries_per_sec,
+        })
+    }
+
+    /// Token-bucket mode (gRPC retry throttling, e.g. `token_bucket(10.0, 0.1)`).
+    pub fn token_bucket(max_tokens: f64, token_ratio: f64) -> Self {
+        let max_tokens = if max_tokens.is_finite() {
+            max_tokens.clamp(1.0, 1000.0)
+        } else {
+            10.0
+        };
+        let token_ratio = if token_ratio.is_finite() {
+            token_ratio.clamp(0.0, 1.0)
+        } else {
+            0.1
+        };
+        Self::build(BudgetMode::TokenBucket {
+            max_tokens,
+            token_ratio,
+        })
+    }
+
+    /// Uses `clock` instead of [`TokioClock`].
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        let inner = Inner::new(self.inner.mode, clock);
+        RetryBudget {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The accounting mode.
+    pub fn mode(&self) -> BudgetMode {
+        self.inner.mode
+    }
+
+    /// Records a logical request (call once per call, before its first attempt).
+    pub fn deposit(&self) {
+        if let BudgetMode::Ratio { .. } = self.inner.mode {
+            let now = self.inner.clock.now();
+            let mut state = self.inner.state.lock();
+            let slot = self.inner.slot(&mut state, now);
+            slot.requests = slot.requests.saturating_add(1);
+        }
+    }
+
+    /// Records the outcome of one attempt (only the token bucket reads it).
+    pub fn record_attempt(&self, success: bool) {
+        if let BudgetMode::TokenBucket {
+            max_tokens,
+            token_ratio,
+        } = self.inner.mode
+        {
+            let mut state = self.inner.state.lock();
+            state.tokens = if success {
+                (state.tokens + token_ratio).min(max_tokens)
+            } else {
+                (state.tokens - 1.0).max(0.0)
+            };
+        }
+    }
+
+    /// Asks for one retry: `true` (and the retry is counted) when the budget allows it.
+    pub fn try_withdraw(&self) -> bool {
+        match self.inner.mode {
+            BudgetMode::Ratio {
+                ratio,
+                window,
+                min_retries_per_sec,
+            } => {
+                let now = self.inner.clock.now();
+                let mut state = self.inner.state.lock();
+                self.inner.slot(&mut state, now);
+                let (requests, retries) = self.inner.totals(&state, now);
+                let floor = f64::from(min_retries_per_sec) * window.as_secs_f64();
+                let allowed = (ratio * requests as f64).max(floor);
+                if (retries as f64) < allowed {
+                    let slot = self.inner.slot(&mut state, now);
+                    slot.retries = slot.retries.saturating_add(1);
+                    true
+                } else {
+                    false
+                }
+            }
+            BudgetMode::TokenBucket { max_tokens, .. } => {
+                let state = self.inner.state.lock();
+                state.tokens > max_tokens / 2.0
+            }
+        }
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+const SLOTS: usize = 10;
+
+struct Inner {
+    mode: BudgetMode,
+    clock: SharedClock,
+    origin: Instant,
+    slot_len: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Slot {
+    epoch: u64,
+    requests: u64,
+    retries: u64,
+}
+
+struct State {
+    slots: [Slot; SLOTS],
+    tokens: f64,
+}
+
+impl Inner {
+    fn new(mode: BudgetMode, clock: SharedClock) -> Self {
+        let (slot_len, tokens) = match mode {
+            BudgetMode::Ratio { window, .. } => (window / SLOTS as u32, 0.0),
+            BudgetMode::TokenBucket { max_tokens, .. } => (Duration::from_secs(1), max_tokens),
+        };
+        Inner {
+            mode,
+            origin: clock.now(),
+            clock,
+            slot_len,
+            state: Mutex::new(State {
+                slots: [Slot::default(); SLOTS],
+                tokens,
+            }),
+        }
+    }
+
+    fn epoch(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        (nanos / self.slot_len.as_nanos().max(1)) as u64 + 1
+    }
+
+    /// The slot of `now`, cleared if it last held an older epoch.
+    fn slot<'s>(&self, state: &'s mut State, now: Instant) -> &'s mut Slot {
+        let epoch = self.epoch(now);
+        let slot = &mut state.slots[(epoch % SLOTS as u64) as usize];
+        if slot.epoch != epoch {
+            *slot = Slot {
+                epoch,
+                ..Slot::default()
+            };
+        }
+        slot
+    }
+
+    fn totals(&self, state: &State, now: Instant) -> (u64, u64) {
+        let epoch = self.epoch(now);
+        state
+            .slots
+            .iter()
+            .filter(|s| s.epoch + (SLOTS as u64) > epoch && s.epoch <= epoch)
+            .fold((0, 0), |(q, r), s| (q + s.requests, r + s.retries))
+    }
+}
+
+impl RetryBudget {
+    fn build(mode: BudgetMode) -> Self {
+        RetryBudget {
+            inner: Arc::new(Inner::new(mode, Arc::new(TokioClock))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn ratio_allows_twenty_percent_above_the_floor() {
+        let clock = Arc::new(ManualClock::new());
+        let budget = RetryBudget::default().with_clock(clock.clone());
+        for _ in 0..1000 {
+            budget.deposit();
+        }
+        let granted = (0..2000).filter(|_| budget.try_withdraw()).count();
+        assert_eq!(granted, 200);
+    }
+
+    #[test]
+    fn floor_allows_retries_for_quiet_services() {
+        let clock = Arc::new(ManualClock::new());
+        let budget = RetryBudget::default().with_clock(clock.clone());
+        budget.deposit();
+        let granted = (0..500).filter(|_| budget.try_withdraw()).count();
+        assert_eq!(granted, 100, "10 retries/s over a 10 s window");
+    }
+
+    #[test]
+    fn window_slides() {
+        let clock = Arc::new(ManualClock::new());
+        let budget =
+            RetryBudget::ratio(0.5, Duration::from_secs(10), 0).with_clock(clock.clone());
+        for _ in 0..10 {
+            budget.deposit();
+        }
+        assert_eq!((0..10).filter(|_| budget.try_withdraw()).count(), 5);
+        clock.advance(Duration::from_secs(11));
+        assert!(!budget.try_withdraw(), "old requests left the window");
+        for _ in 0..2 {
+            budget.deposit();
+        }
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+    }
+
+    #[test]
+    fn token_bucket_throttles_below_half() {
+        let budget = RetryBudget::token_bucket(10.0, 0.5);
+        assert!(budget.try_withdraw());
+        for _ in 0..5 {
+            budget.record_attempt(false);
+        }
+        assert!(!budget.try_withdraw(), "5 of 10 tokens left");
+        budget.record_attempt(true);
+        assert!(budget.try_withdraw(), "5.5 tokens");
+    }
+}

@@ -1,0 +1,738 @@
+//! The circuit breaker state machine: closed → open (failure rate, consecutive failures or
+//! slow-call rate) → half-open (exactly N probes admitted) → closed or open again, with an
+//! open duration that grows on repeated trips. Plain Rust with an injected clock and random
+//! source; the tower and reqwest adapters only call [`CircuitBreaker::admit`] and
+//! [`Permit::record`].
+//!
+//! Defaults: opens when ≥ 50% of the calls of the last 10 s failed (at least 20 calls), or on
+//! 5 consecutive failures; stays open 5 s (minus up to 10% jitter), doubling on each trip
+//! that follows a failed probe, up to 60 s; half-open admits 1 probe and rejects the rest.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use otel_resilience::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreakerConfig};
+//! use otel_resilience::clock::ManualClock;
+//!
+//! let clock = Arc::new(ManualClock::new());
+//! let breaker = CircuitBreaker::builder("inventory:8080").clock(clock.clone()).seed(1).build();
+//! for _ in 0..5 {
+//!     breaker.admit().unwrap().record(false);
+//! }
+//! assert_eq!(breaker.state(), BreakerState::Open);
+//! let rejected = breaker.admit().unwrap_err();
+//! assert!(rejected.next_probe_in().unwrap() <= Duration::from_secs(5));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use otel_core::attributes;
+use parking_lot::Mutex;
+
+use crate::clock::{SharedClock, TokioClock};
+use crate::metrics::ResilienceMetrics;
+use crate::random::RandomSource;
+
+/// The state of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls flow; outcomes are counted.
+    Closed,
+    /// Calls are rejected until the open duration elapses.
+    Open,
+    /// A limited number of probes are admitted; the rest are rejected.
+    HalfOpen,
+}
+
+/// How a breaker acts on its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BreakerMode {
+    /// Track and reject (the default).
+    #[default]
+    Normal,
+    /// Reject every call (an operator switch for a dependency known to be down).
+    ForcedOpen,
+    /// Admit every call and track nothing.
+    Disabled,
+    /// Track state, transitions and metrics, but never reject (to tune thresholds safely).
+    MetricsOnly,
+}
+
+/// Configuration of a breaker. Every field has a production default.
+#[derive(Debug, Clone)]
+pub struct CircuitBreakerConfig {
+    failure_rate: f64,
+    minimum_calls: u32,
+    window: Duration,
+    consecutive_failures: u32,
+    slow_call: Option<(Duration, f64)>,
+    open_duration: Duration,
+    max_open_duration: Duration,
+    open_jitter: f64,
+    half_open_probes: u32,
+    mode: BreakerMode,
+}
+
+/// The error of a rejected call: nothing was sent. Says when the breaker probes next.
+#[derive(Debug, Clone)]
+pub struct CircuitOpen {
+    name: Arc<str>,
+    state: BreakerState,
+    next_probe_in: Option<Duration>,
+}
+
+/// Admission to call the dependency. Report the outcome with [`record`](Permit::record);
+/// dropping it unrecorded (a cancelled call) counts nothing and frees a probe slot.
+#[derive(Debug)]
+pub struct Permit {
+    breaker: Option<Arc<CircuitBreaker>>,
+    generation: u64,
+    probe: bool,
+    started: Instant,
+}
+
+/// A circuit breaker for one dependency. Cheap on the healthy path: a closed breaker admits
+/// with two atomic loads; recording takes a short, non-async lock.
+pub struct CircuitBreaker {
+    name: Arc<str>,
+    config: CircuitBreakerConfig,
+    clock: SharedClock,
+    rng: Arc<RandomSource>,
+    metrics: Option<ResilienceMetrics>,
+    origin: Instant,
+    fast_state: AtomicU8,
+    mode: AtomicU8,
+    generation: AtomicU64,
+    failures: AtomicU32,
+    inner: Mutex<Inner>,
+}
+
+/// Builds a [`CircuitBreaker`].
+pub struct CircuitBreakerBuilder {
+    name: Arc<str>,
+    config: CircuitBreakerConfig,
+    clock: SharedClock,
+    rng: Option<Arc<RandomSource>>,
+    metrics: Option<ResilienceMetrics>,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_rate: 0.5,
+            minimum_calls: 20,
+            window: Duration::from_secs(10),
+            consecutive_failures: 5,
+            slow_call: None,
+            open_duration: Duration::from_secs(5),
+            max_open_duration: Duration::from_secs(60),
+            open_jitter: 0.1,
+            half_open_probes: 1,
+            mode: BreakerMode::Normal,
+        }
+    }
+}
+
+impl CircuitBreakerConfig {
+    /// Opens when the failure rate over the window reaches `rate` (default 0.5).
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = clamp_rate(rate, 0.5);
+        self
+    }
+    /// The rate rules apply only once the window holds this many calls (default 20).
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.minimum_calls = n.max(1);
+        self
+    }
+    /// The sliding window of the rate rules (default 10 s, at least 1 s).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window.max(Duration::from_secs(1));
+        self
+    }
+    /// Opens after this many consecutive failures (default 5; 0 disables the rule).
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.consecutive_failures = n;
+        self
+    }
+    /// Also opens when the share of calls slower than `threshold` reaches `rate`
+    /// (default: off).
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.slow_call = Some((threshold, clamp_rate(rate, 1.0)));
+        self
+    }
+    /// Open duration of the first trip (default 5 s) and its cap on repeated trips
+    /// (default 60 s).
+    pub fn open_duration(mut self, first: Duration, max: Duration) -> Self {
+        self.open_duration = first;
+        self.max_open_duration = max.max(first);
+        self
+    }
+    /// The share of the open duration taken off at random (default 0.1 = up to 10%), so that
+    /// clients that tripped together do not probe together.
+    pub fn open_jitter(mut self, fraction: f64) -> Self {
+        self.open_jitter = clamp_rate(fraction, 0.1);
+        self
+    }
+    /// How many probes half-open admits (default 1); all must succeed to close.
+    pub fn half_open_probes(mut self, n: u32) -> Self {
+        self.half_open_probes = n.max(1);
+        self
+    }
+    /// The mode (default [`BreakerMode::Normal`]).
+    pub fn mode(mut self, mode: BreakerMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+impl CircuitBreakerBuilder {
+    /// The configuration.
+    pub fn config(mut self, config: CircuitBreakerConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// The clock (default [`TokioClock`]).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// The random source for open-duration jitter (default: seeded from the OS).
+    pub fn random(mut self, rng: Arc<RandomSource>) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+    /// A reproducible random source.
+    pub fn seed(self, seed: u64) -> Self {
+        self.random(Arc::new(RandomSource::seeded(seed)))
+    }
+    /// Records state and transition metrics through `metrics`.
+    pub fn metrics(mut self, metrics: ResilienceMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+    /// The breaker.
+    pub fn build(self) -> Arc<CircuitBreaker> {
+        let origin = self.clock.now();
+        let buckets = vec![Bucket::default(); BUCKETS];
+        let breaker = CircuitBreaker {
+            mode: AtomicU8::new(mode_to_u8(self.config.mode)),
+            name: self.name,
+            rng: self.rng.unwrap_or_default(),
+            metrics: self.metrics,
+            origin,
+            fast_state: AtomicU8::new(CLOSED),
+            generation: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            inner: Mutex::new(Inner {
+                state: BreakerState::Closed,
+                buckets,
+                consecutive: 0,
+                trips: 0,
+                open_until: origin,
+                probes_in_flight: 0,
+                probe_successes: 0,
+            }),
+            clock: self.clock,
+            config: self.config,
+        };
+        if let Some(m) = &breaker.metrics {
+            m.breaker_state.record(0, &[breaker.name_kv()]);
+        }
+        Arc::new(breaker)
+    }
+}
+
+impl CircuitBreaker {
+    /// A builder for a breaker named `name` (usually the downstream authority).
+    pub fn builder(name: impl Into<Arc<str>>) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder {
+            name: name.into(),
+            config: CircuitBreakerConfig::default(),
+            clock: Arc::new(TokioClock),
+            rng: None,
+            metrics: None,
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.config
+    }
+
+    /// The current state (an open breaker whose open time has elapsed still reads `Open`
+    /// until the next call turns it half-open).
+    pub fn state(&self) -> BreakerState {
+        u8_to_state(self.fast_state.load(Ordering::Acquire))
+    }
+
+    /// Failures counted in the current window.
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> BreakerMode {
+        u8_to_mode(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// Switches the mode at run time (e.g. force open during an incident).
+    pub fn set_mode(&self, mode: BreakerMode) {
+        self.mode.store(mode_to_u8(mode), Ordering::Relaxed);
+    }
+
+    /// Asks to make a call: a [`Permit`], or a [`CircuitOpen`] rejection (send nothing).
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+        match self.mode() {
+            BreakerMode::Disabled => return Ok(Permit::untracked(self.clock.now())),
+            BreakerMode::ForcedOpen => {
+                self.count_rejection();
+                return Err(CircuitOpen {
+                    name: self.name.clone(),
+                    state: BreakerState::Open,
+                    next_probe_in: None,
+                });
+            }
+            BreakerMode::Normal | BreakerMode::MetricsOnly => {}
+        }
+        let now = self.clock.now();
+        if self.fast_state.load(Ordering::Acquire) == CLOSED {
+            return Ok(self.permit(self.generation.load(Ordering::Acquire), false, now));
+        }
+        let metrics_only = self.mode() == BreakerMode::MetricsOnly;
+        let mut transition = None;
+        let result = {
+            let mut inner = self.inner.lock();
+            if inner.state == BreakerState::Open && now >= inner.open_until {
+                transition = Some(self.enter(&mut inner, BreakerState::HalfOpen, now));
+            }
+            match inner.state {
+                BreakerState::Closed => {
+                    Ok(self.permit(self.generation.load(Ordering::Acquire), false, now))
+                }
+                BreakerState::HalfOpen if inner.probes_in_flight < self.config.half_open_probes => {
+                    inner.probes_in_flight += 1;
+                    Ok(self.permit(self.generation.load(Ordering::Acquire), true, now))
+                }
+                _ if metrics_only => Ok(Permit::untracked(now)),
+                BreakerState::HalfOpen => Err(CircuitOpen {
+                    name: self.name.clone(),
+                    state: BreakerState::HalfOpen,
+                    next_probe_in: None,
+                }),
+                BreakerState::Open => Err(CircuitOpen {
+                    name: self.name.clone(),
+                    state: BreakerState::Open,
+                    next_probe_in: Some(inner.open_until.saturating_duration_since(now)),
+                }),
+            }
+        };
+        if let Some(t) = transition {
+            self.emit(t);
+        }
+        if result.is_err() {
+            self.count_rejection();
+        }
+        result
+    }
+
+    /// The attributes every guarded call carries: `circuit_breaker.state` and
+    /// `circuit_breaker.failures`.
+    pub fn span_attributes(&self) -> [KeyValue; 2] {
+        [
+            KeyValue::new(attributes::CIRCUIT_BREAKER_STATE, self.state().as_str()),
+            KeyValue::new(
+                attributes::CIRCUIT_BREAKER_FAILURES,
+                i64::from(self.failures()),
+            ),
+        ]
+    }
+
+    fn permit(self: &Arc<Self>, generation: u64, probe: bool, now: Instant) -> Permit {
+        Permit {
+            breaker: Some(self.clone()),
+            generation,
+            probe,
+            started: now,
+        }
+    }
+
+    fn record(&self, generation: u64, probe: bool, started: Instant, success: bool) {
+        let now = self.clock.now();
+        let slow = self
+            .config
+            .slow_call
+            .is_some_and(|(threshold, _)| now.saturating_duration_since(started) >= threshold);
+        let mut transition = None;
+        {
+            let mut inner = self.inner.lock();
+            if generation != self.generation.load(Ordering::Acquire) {
+                return; // admitted in an earlier state: its outcome is stale.
+            }
+            match inner.state {
+                BreakerState::Closed => {
+                    self.count(&mut inner, now, success, slow);
+                    if self.should_trip(&inner, now) {
+                        transition = Some(self.enter(&mut inner, BreakerState::Open, now));
+                    }
+                }
+                BreakerState::HalfOpen if probe => {
+                    inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+                    if !success {
+                        transition = Some(self.enter(&mut inner, BreakerState::Open, now));
+                    } else {
+                        inner.probe_successes += 1;
+                        if inner.probe_successes >= self.config.half_open_probes {
+                            transition = Some(self.enter(&mut inner, BreakerState::Closed, now));
+                        }
+                    }
+                }
+                BreakerState::HalfOpen | BreakerState::Open => {}
+            }
+        }
+        if let Some(t) = transition {
+            self.emit(t);
+        }
+    }
+
+    fn release_probe(&self, generation: u64) {
+        let mut inner = self.inner.lock();
+        if generation == self.generation.load(Ordering::Acquire)
+            && inner.state == BreakerState::HalfOpen
+        {
+            inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Permit {
+    /// Reports the outcome of the call (`true` = success for the breaker).
+    pub fn record(mut self, success: bool) {
+        if let Some(b) = self.breaker.take() {
+            b.record(self.generation, self.probe, self.started, success);
+        }
+    }
+
+    /// Whether this call is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    fn untracked(now: Instant) -> Self {
+        Permit {
+            breaker: None,
+            generation: 0,
+            probe: false,
+            started: now,
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(b) = self.breaker.take()
+            && self.probe
+        {
+            b.release_probe(self.generation);
+        }
+    }
+}
+
+impl CircuitOpen {
+    /// The name of the breaker that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The breaker state at rejection (`Open` or `HalfOpen`).
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+    /// How long until the breaker admits its next probe: `None` when forced open or when a
+    /// half-open probe is in flight (the next decision comes when it completes).
+    pub fn next_probe_in(&self) -> Option<Duration> {
+        self.next_probe_in
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.next_probe_in) {
+            (BreakerState::Open, Some(d)) => write!(
+                f,
+                "circuit breaker `{}` is open: call not sent; next probe in {} ms",
+                self.name,
+                d.as_millis()
+            ),
+            (BreakerState::HalfOpen, _) => write!(
+                f,
+                "circuit breaker `{}` is half-open and its probe is in flight: call not sent; \
+                 next probe when the probe completes",
+                self.name
+            ),
+            _ => write!(
+                f,
+                "circuit breaker `{}` is forced open: call not sent; no probe until it is \
+                 switched back to normal mode",
+                self.name
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+const BUCKETS: usize = 10;
+
+struct Inner {
+    state: BreakerState,
+    buckets: Vec<Bucket>,
+    consecutive: u32,
+    trips: u32,
+    open_until: Instant,
+    probes_in_flight: u32,
+    probe_successes: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    epoch: u64,
+    calls: u32,
+    failures: u32,
+    slow: u32,
+}
+
+struct Transition {
+    to: BreakerState,
+    failures: u32,
+    open_for: Duration,
+}
+
+impl CircuitBreaker {
+    fn epoch(&self, now: Instant) -> u64 {
+        let bucket = self.config.window.as_nanos() / BUCKETS as u128;
+        (now.saturating_duration_since(self.origin).as_nanos() / bucket.max(1)) as u64 + 1
+    }
+
+    fn totals(&self, inner: &Inner, now: Instant) -> (u32, u32, u32) {
+        let epoch = self.epoch(now);
+        inner
+            .buckets
+            .iter()
+            .filter(|b| b.epoch <= epoch && b.epoch + BUCKETS as u64 > epoch)
+            .fold((0, 0, 0), |(c, f, s), b| {
+                (c + b.calls, f + b.failures, s + b.slow)
+            })
+    }
+
+    fn count(&self, inner: &mut Inner, now: Instant, success: bool, slow: bool) {
+        let epoch = self.epoch(now);
+        let bucket = &mut inner.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch != epoch {
+            *bucket = Bucket {
+                epoch,
+                ..Bucket::default()
+            };
+        }
+        bucket.calls = bucket.calls.saturating_add(1);
+        if !success {
+            bucket.failures = bucket.failures.saturating_add(1);
+        }
+        if slow {
+            bucket.slow = bucket.slow.saturating_add(1);
+        }
+        inner.consecutive = if success {
+            0
+        } else {
+            inner.consecutive.saturating_add(1)
+        };
+        let (_, failures, _) = self.totals(inner, now);
+        self.failures.store(failures, Ordering::Relaxed);
+    }
+
+    fn should_trip(&self, inner: &Inner, now: Instant) -> bool {
+        let c = &self.config;
+        if c.consecutive_failures > 0 && inner.consecutive >= c.consecutive_failures {
+            return true;
+        }
+        let (calls, failures, slow) = self.totals(inner, now);
+        if calls < c.minimum_calls {
+            return false;
+        }
+        let calls = f64::from(calls);
+        f64::from(failures) / calls >= c.failure_rate
+            || c
+                .slow_call
+                .is_some_and(|(_, rate)| f64::from(slow) / calls >= rate)
+    }
+
+    /// Moves to `to` under the lock; returns what to emit once the lock is released.
+    fn enter(&self, inner: &mut Inner, to: BreakerState, now: Instant) -> Transition {
+        let failures = self.failures.load(Ordering::Relaxed);
+        let mut open_for = Duration::ZERO;
+        match to {
+            BreakerState::Open => {
+                inner.trips = inner.trips.saturating_add(1);
+                let c = &self.config;
+                let grown = c
+                    .open_duration
+                    .saturating_mul(1u32 << (inner.trips - 1).min(16))
+                    .min(c.max_open_duration);
+                open_for = grown.mul_f64(1.0 - c.open_jitter * self.rng.unit());
+                inner.open_until = now + open_for;
+            }
+            BreakerState::HalfOpen => {
+                inner.probes_in_flight = 0;
+                inner.probe_successes = 0;
+            }
+            BreakerState::Closed => {
+                inner.trips = 0;
+                inner.consecutive = 0;
+                inner.buckets.fill(Bucket::default());
+                self.failures.store(0, Ordering::Relaxed);
+            }
+        }
+        inner.state = to;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let fast = match to {
+            BreakerState::Closed => CLOSED,
+            BreakerState::Open => OPEN,
+            BreakerState::HalfOpen => HALF_OPEN,
+        };
+        self.fast_state.store(fast, Ordering::Release);
+        Transition {
+            to,
+            failures,
+            open_for,
+        }
+    }
+
+    fn emit(&self, t: Transition) {
+        let name: &str = &self.name;
+        match t.to {
+            BreakerState::Open => tracing::event!(
+                name: "circuit_breaker.opened",
+                target: "otel_resilience",
+                tracing::Level::WARN,
+                {
+                    { attributes::CIRCUIT_BREAKER_NAME } = name,
+                    { attributes::CIRCUIT_BREAKER_STATE } = "open",
+                    { attributes::CIRCUIT_BREAKER_FAILURES } = t.failures,
+                    { attributes::CIRCUIT_BREAKER_NEXT_PROBE_MS } = t.open_for.as_millis() as u64,
+                },
+                "circuit_breaker.opened"
+            ),
+            BreakerState::HalfOpen => tracing::event!(
+                name: "circuit_breaker.half_opened",
+                target: "otel_resilience",
+                tracing::Level::INFO,
+                {
+                    { attributes::CIRCUIT_BREAKER_NAME } = name,
+                    { attributes::CIRCUIT_BREAKER_STATE } = "half_open",
+                },
+                "circuit_breaker.half_opened"
+            ),
+            BreakerState::Closed => tracing::event!(
+                name: "circuit_breaker.closed",
+                target: "otel_resilience",
+                tracing::Level::INFO,
+                {
+                    { attributes::CIRCUIT_BREAKER_NAME } = name,
+                    { attributes::CIRCUIT_BREAKER_STATE } = "closed",
+                },
+                "circuit_breaker.closed"
+            ),
+        }
+        if let Some(m) = &self.metrics {
+            let state_value = match t.to {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            };
+            m.breaker_state.record(state_value, &[self.name_kv()]);
+            m.transitions.add(
+                1,
+                &[
+                    self.name_kv(),
+                    KeyValue::new(attributes::CIRCUIT_BREAKER_STATE, t.to.as_str()),
+                ],
+            );
+        }
+    }
+
+    fn count_rejection(&self) {
+        if let Some(m) = &self.metrics {
+            m.rejections.add(1, &[self.name_kv()]);
+        }
+    }
+
+    fn name_kv(&self) -> KeyValue {
+        KeyValue::new(attributes::CIRCUIT_BREAKER_NAME, self.name.to_string())
+    }
+}
+
+fn clamp_rate(rate: f64, fallback: f64) -> f64 {
+    if rate.is_finite() {
+        rate.clamp(0.0, 1.0)
+    } else {
+        fallback
+    }
+}
+
+fn u8_to_state(v: u8) -> BreakerState {
+    match v {
+        OPEN => BreakerState::Open,
+        HALF_OPEN => BreakerState::HalfOpen,
+        _ => BreakerState::Closed,
+    }
+}
+
+fn mode_to_u8(mode: BreakerMode) -> u8 {
+    match mode {
+        BreakerMode::Normal => 0,
+        BreakerMode::ForcedOpen => 1,
+        BreakerMode::Disabled => 2,
+        BreakerMode::MetricsOnly => 3,
+    }
+}
+
+fn u8_to_mode(v: u8) -> BreakerMode {
+    match v {
+        1 => BreakerMode::ForcedOpen,
+        2 => BreakerMode::Disabled,
+        3 => BreakerMode::MetricsOnly,
+        _ => BreakerMode::Normal,
+    }
+}
