@@ -19,12 +19,12 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry::Context;
 use parking_lot::Mutex;
-use tracing::Metadata;
 
 use super::config::{self, DetectorConfig, GLOBAL};
 use super::detector::{ParentSpan, ScopeState};
@@ -60,12 +60,22 @@ impl Scope {
         Scope::build(tracing::Span::none(), None, Kind::Ignore)
     }
 
+    /// Names the scope in findings and log lines (default: the scope span's static name,
+    /// which is not its `otel.name`). Call it on a fresh scope, before cloning it or putting
+    /// it in a context; on a shared scope it does nothing.
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.name = Some(name.into());
+        }
+        self
+    }
+
     /// The findings made so far in this scope, with their current counts, in the order they
     /// were made.
     pub fn findings(&self) -> Vec<Finding> {
         let state = self.inner.state.lock();
         state
-            .snapshots(self.inner.name)
+            .snapshots(self.inner.name.as_deref())
             .into_iter()
             .map(|snapshot| snapshot.finding)
             .collect()
@@ -116,7 +126,7 @@ pub(crate) enum Kind {
 
 pub(crate) struct ScopeInner {
     span: tracing::Span,
-    name: Option<&'static str>,
+    name: Option<Cow<'static, str>>,
     /// The scope span's metadata: operations issued directly under it count as the scope's.
     span_metadata: ParentSpan,
     kind: Kind,
@@ -135,7 +145,7 @@ impl Scope {
         let registered_override = config.as_deref().is_some_and(config::register_override);
         Scope {
             inner: Arc::new(ScopeInner {
-                name: span_metadata.map(Metadata::name),
+                name: span_metadata.map(|m| Cow::Borrowed(m.name())),
                 span_metadata,
                 span,
                 kind,
@@ -159,7 +169,10 @@ impl ScopeInner {
             return;
         }
         let parent = issuing_span(self.span_metadata);
-        let crossed = self.state.lock().record(&config, parent, obs, self.name);
+        let crossed = self
+            .state
+            .lock()
+            .record(&config, parent, obs, self.name.as_deref());
         for finding in &crossed {
             report::threshold_crossed(&config, self.kind == Kind::Fallback, cx, finding);
         }
@@ -181,7 +194,7 @@ impl Drop for ScopeInner {
         if self.kind == Kind::Ignore {
             return;
         }
-        let snapshots = self.state.get_mut().snapshots(self.name);
+        let snapshots = self.state.get_mut().snapshots(self.name.as_deref());
         if snapshots.is_empty() {
             return;
         }
