@@ -354,6 +354,59 @@ trace 4bf92f3577b34da6a3ce929d0e0e4736  inventory  5ms  (continues remote parent
     );
 }
 
+#[test]
+fn spans_from_tracing_through_the_bridge_print_as_one_tree() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let terminal = Terminal::default();
+    let clock = ManualClock::new();
+    let h = Harness::new("api", exporter_to(&terminal, &clock));
+    let subscriber = tracing_subscriber::registry()
+        .with(otel_core::tracing_opentelemetry::layer().with_tracer(h.tracer.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        let root = tracing::info_span!(
+            "GET /users/{id}",
+            "otel.kind" = "server",
+            "otel.status_code" = "ERROR",
+            "http.response.status_code" = 500,
+            "request.id" = "r-1",
+            "url.path" = "/users/42",
+        );
+        root.in_scope(|| {
+            tracing::info_span!("SELECT users", "otel.kind" = "client").in_scope(|| {});
+            tracing::info!("a log line is not an incident event");
+        });
+    });
+
+    assert_eq!(
+        mask_durations(&terminal.text()),
+        "\
+trace 00000000000000000000000000000001  api  D  ERROR
+└─ GET /users/{id}  D  500  ERROR  request.id=r-1
+   └─ SELECT users  D
+"
+    );
+}
+
+/// Real `tracing` spans take real time: durations become `D`.
+fn mask_durations(text: &str) -> String {
+    let is_duration = |field: &str| {
+        let digits = field.trim_end_matches(['µ', 'm', 's']);
+        field != digits
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+    };
+    text.lines()
+        .map(|line| {
+            line.split("  ")
+                .map(|field| if is_duration(field) { "D" } else { field })
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
 // ---- bounded memory ---------------------------------------------------------------------
 
 #[test]

@@ -64,10 +64,9 @@ const DROPPED_IDS_MIN: usize = 1024;
 /// See the [module documentation](self) for the output. Build one with
 /// [`ConsoleExporter::new`] (stderr, defaults) or [`ConsoleExporter::builder`].
 pub struct ConsoleExporter {
-    state: Mutex<State>,
-    config: Config,
-    clock: Clock,
-    service_name: Option<String>,
+    inner: Arc<Inner>,
+    /// The background thread that ages waiting traces (default clock only), woken on drop.
+    ticker: Option<std::thread::Thread>,
 }
 
 /// Builder of a [`ConsoleExporter`], from [`ConsoleExporter::builder`].
@@ -162,7 +161,9 @@ impl ConsoleExporterBuilder {
 
     /// The monotonic clock that ages waiting traces (default [`Instant::now`]); tests inject
     /// a manual clock so they need no sleeps. Ages are checked whenever spans are exported,
-    /// on `force_flush` and at shutdown (which prints every waiting trace).
+    /// on `force_flush` and at shutdown (which prints every waiting trace); with the default
+    /// clock, also once a second (or every `max_age / 4`) by a background thread, so a stuck
+    /// trace shows up even when no other span arrives.
     pub fn clock(mut self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -180,7 +181,8 @@ impl ConsoleExporterBuilder {
                 (Box::new(std::io::stderr()) as Box<dyn Write + Send>, color)
             }
         };
-        ConsoleExporter {
+        let injected_clock = self.clock.is_some();
+        let inner = Arc::new(Inner {
             state: Mutex::new(State::new(writer)),
             config: Config {
                 color,
@@ -189,8 +191,13 @@ impl ConsoleExporterBuilder {
                 max_age: self.max_age,
             },
             clock: self.clock.unwrap_or_else(|| Arc::new(Instant::now)),
-            service_name: None,
-        }
+        });
+        let ticker = if injected_clock {
+            None
+        } else {
+            spawn_ticker(&inner)
+        };
+        ConsoleExporter { inner, ticker }
     }
 }
 
@@ -199,49 +206,48 @@ impl SpanExporter for ConsoleExporter {
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        std::future::ready(self.export_now(batch))
+        std::future::ready(self.inner.export(batch))
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        let now = (self.clock)();
-        let mut state = self.state.lock();
-        if state.shut_down {
-            return Err(OTelSdkError::AlreadyShutdown);
+        let result = self.inner.shutdown();
+        if let Some(ticker) = &self.ticker {
+            ticker.unpark();
         }
-        state.shut_down = true;
-        while let Some(trace_id) = state.oldest_pending() {
-            self.flush_incomplete(&mut state, trace_id);
-        }
-        self.warn_dropped(&mut state, now, true);
-        // Best effort: a closed terminal must not fail the SDK shutdown.
-        let _ = state.writer.flush();
-        Ok(())
+        result
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let now = (self.clock)();
-        let mut state = self.state.lock();
-        self.expire(&mut state, now);
-        self.warn_dropped(&mut state, now, false);
-        let _ = state.writer.flush();
+        self.inner.tick();
         Ok(())
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.service_name = resource
+        self.inner.state.lock().service_name = resource
             .get(&Key::from_static_str(semconv::attribute::SERVICE_NAME))
             .map(|name| escaped(&name.as_str()));
+    }
+}
+
+impl Drop for ConsoleExporter {
+    fn drop(&mut self) {
+        // The ticker holds only a weak reference: once woken it sees the exporter is gone.
+        if let Some(ticker) = &self.ticker {
+            ticker.unpark();
+        }
     }
 }
 
 impl fmt::Debug for ConsoleExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsoleExporter")
-            .field("color", &self.config.color)
-            .field("max_pending_traces", &self.config.max_pending_traces)
-            .field("max_spans_per_trace", &self.config.max_spans_per_trace)
-            .field("max_age", &self.config.max_age)
-            .field("service_name", &self.service_name)
+            .field("color", &self.inner.config.color)
+            .field("max_pending_traces", &self.inner.config.max_pending_traces)
+            .field(
+                "max_spans_per_trace",
+                &self.inner.config.max_spans_per_trace,
+            )
+            .field("max_age", &self.inner.config.max_age)
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +267,13 @@ impl fmt::Debug for ConsoleExporterBuilder {
 
 type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
+/// The exporter proper, shared with the ticker thread.
+struct Inner {
+    state: Mutex<State>,
+    config: Config,
+    clock: Clock,
+}
+
 /// Fixed settings of one exporter.
 struct Config {
     color: bool,
@@ -272,6 +285,8 @@ struct Config {
 /// Everything that changes, behind one lock (export is never concurrent, shutdown may be).
 struct State {
     writer: Box<dyn Write + Send>,
+    /// `service.name` of the resource, escaped, for the header line.
+    service_name: Option<String>,
     /// Traces whose local root has not ended yet.
     pending: HashMap<TraceId, Pending>,
     /// The same traces by arrival, oldest first: `(first seen, sequence)`.
@@ -318,6 +333,7 @@ impl State {
     fn new(writer: Box<dyn Write + Send>) -> Self {
         State {
             writer,
+            service_name: None,
             pending: HashMap::new(),
             by_age: BTreeMap::new(),
             sequence: 0,
@@ -359,8 +375,8 @@ impl State {
     }
 }
 
-impl ConsoleExporter {
-    fn export_now(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl Inner {
+    fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let now = (self.clock)();
         let mut state = self.state.lock();
         if state.shut_down {
@@ -377,6 +393,36 @@ impl ConsoleExporter {
         }
         self.expire(&mut state, now);
         self.warn_dropped(&mut state, now, false);
+        Ok(())
+    }
+
+    /// Prints what has waited `max_age` and the warning if one is due; `false` once shut down.
+    fn tick(&self) -> bool {
+        let now = (self.clock)();
+        let mut state = self.state.lock();
+        if state.shut_down {
+            return false;
+        }
+        self.expire(&mut state, now);
+        self.warn_dropped(&mut state, now, false);
+        let _ = state.writer.flush();
+        true
+    }
+
+    /// Prints every waiting trace as incomplete, then the last warning.
+    fn shutdown(&self) -> OTelSdkResult {
+        let now = (self.clock)();
+        let mut state = self.state.lock();
+        if state.shut_down {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        state.shut_down = true;
+        while let Some(trace_id) = state.oldest_pending() {
+            self.flush_incomplete(&mut state, trace_id);
+        }
+        self.warn_dropped(&mut state, now, true);
+        // Best effort: a closed terminal must not fail the SDK shutdown.
+        let _ = state.writer.flush();
         Ok(())
     }
 
@@ -435,7 +481,13 @@ impl ConsoleExporter {
             Some(pending) => (pending.nodes, pending.dropped_spans),
             None => (Vec::new(), 0),
         };
-        let text = self.render(trace_id, Some(Node::from_span(&root)), nodes, dropped);
+        let text = self.render(
+            state.service_name.as_deref(),
+            trace_id,
+            Some(Node::from_span(&root)),
+            nodes,
+            dropped,
+        );
         state.write(&text);
     }
 
@@ -450,7 +502,13 @@ impl ConsoleExporter {
 
     fn flush_incomplete(&self, state: &mut State, trace_id: TraceId) {
         if let Some(pending) = state.take_pending(trace_id) {
-            let text = self.render(trace_id, None, pending.nodes, pending.dropped_spans);
+            let text = self.render(
+                state.service_name.as_deref(),
+                trace_id,
+                None,
+                pending.nodes,
+                pending.dropped_spans,
+            );
             state.write(&text);
         }
     }
@@ -484,6 +542,28 @@ impl ConsoleExporter {
         state.unreported_traces = 0;
         state.last_warning = Some(now);
     }
+}
+
+/// Starts the thread that ages waiting traces when no span arrives, at most once a second.
+/// It holds a weak reference and ends when the exporter is dropped or shut down. Without it
+/// (spawn failed), traces still age on every export, flush and at shutdown.
+fn spawn_ticker(inner: &Arc<Inner>) -> Option<std::thread::Thread> {
+    let weak = Arc::downgrade(inner);
+    let interval =
+        (inner.config.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    std::thread::Builder::new()
+        .name("otel-console-tree".into())
+        .spawn(move || {
+            loop {
+                std::thread::park_timeout(interval);
+                match weak.upgrade() {
+                    Some(inner) if inner.tick() => {}
+                    _ => break,
+                }
+            }
+        })
+        .ok()
+        .map(|handle| handle.thread().clone())
 }
 
 fn is_local_root(span: &SpanData) -> bool {
@@ -625,12 +705,13 @@ struct Frame {
     depth: usize,
 }
 
-impl ConsoleExporter {
+impl Inner {
     /// Draws one trace: the header line, then the root (or, for an incomplete trace, every
     /// span whose parent has not arrived) and its descendants. Iterative, so a deep or
     /// hostile parent chain cannot overflow the stack; every span is drawn at most once.
     fn render(
         &self,
+        service_name: Option<&str>,
         trace_id: TraceId,
         root: Option<Node>,
         mut nodes: Vec<Node>,
@@ -698,7 +779,7 @@ impl ConsoleExporter {
         let mut out = String::new();
         // Header.
         let mut header = format!("trace {trace_id}");
-        if let Some(service) = &self.service_name {
+        if let Some(service) = service_name {
             header.push_str("  ");
             header.push_str(service);
         }
@@ -965,6 +1046,138 @@ fn must_escape(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    #[derive(Clone, Default)]
+    struct Terminal(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Terminal {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Terminal {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().clone()).unwrap()
+        }
+    }
+
+    /// An exporter on a manual clock, fed `SpanData` directly (no SDK in between).
+    fn exporter(terminal: &Terminal, now: &Arc<Mutex<Instant>>) -> ConsoleExporter {
+        let now = now.clone();
+        ConsoleExporter::builder()
+            .writer(terminal.clone())
+            .clock(move || *now.lock())
+            .max_age(Duration::from_secs(5))
+            .build()
+    }
+
+    fn span(id: u64, parent: u64, name: &'static str, start_ms: u64, end_ms: u64) -> SpanData {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.into(),
+            start_time: t0 + Duration::from_millis(start_ms),
+            end_time: t0 + Duration::from_millis(end_ms),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    #[test]
+    fn a_deep_parent_chain_is_drawn_to_a_bounded_depth() {
+        let terminal = Terminal::default();
+        let exporter = exporter(&terminal, &Arc::new(Mutex::new(Instant::now())));
+        let mut batch: Vec<SpanData> = (2..=100).map(|id| span(id, id - 1, "step", 0, 1)).collect();
+        batch.push(span(1, 0, "root", 0, 1));
+        exporter.inner.export(batch).unwrap();
+        let text = terminal.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + MAX_DEPTH + 1, "{text}");
+        assert!(lines[1].starts_with("└─ root  1ms"));
+        assert_eq!(
+            lines.last().unwrap().trim_start(),
+            "└─ … 68 deeper spans not shown"
+        );
+        assert!(lines.iter().all(|l| l.chars().count() < 3 * MAX_DEPTH + 40));
+    }
+
+    #[test]
+    fn cycles_duplicate_ids_and_self_parents_neither_loop_nor_panic() {
+        let terminal = Terminal::default();
+        let exporter = exporter(&terminal, &Arc::new(Mutex::new(Instant::now())));
+        exporter
+            .inner
+            .export(vec![
+                span(2, 3, "cycle a", 1, 2),
+                span(3, 2, "cycle b", 1, 2),
+                span(4, 1, "dup", 2, 3),
+                span(4, 1, "dup twin", 3, 4),
+                span(5, 4, "under dup", 4, 5),
+                span(6, 6, "self parent", 5, 6),
+                span(1, 0, "root", 0, 10),
+            ])
+            .unwrap();
+        assert_eq!(
+            terminal.text(),
+            "\
+trace 00000000000000000000000000000007  10ms
+└─ root  10ms
+   ├─ dup  1ms
+   │  └─ under dup  1ms
+   ├─ dup twin  1ms
+   └─ self parent  1ms
+   … 2 spans in a parent cycle not shown
+"
+        );
+    }
+
+    #[test]
+    fn force_flush_prints_what_has_waited_max_age() {
+        let terminal = Terminal::default();
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let exporter = exporter(&terminal, &now);
+        exporter
+            .inner
+            .export(vec![span(2, 1, "child", 0, 1)])
+            .unwrap();
+        exporter.force_flush().unwrap();
+        assert_eq!(terminal.text(), "");
+        *now.lock() += Duration::from_secs(5);
+        exporter.force_flush().unwrap();
+        assert_eq!(
+            terminal.text(),
+            "trace 00000000000000000000000000000007  (incomplete)\n└─ child  1ms\n"
+        );
+        exporter.shutdown().unwrap();
+        assert!(exporter.shutdown().is_err());
+        assert!(
+            exporter
+                .inner
+                .export(vec![span(1, 0, "late", 0, 1)])
+                .is_err()
+        );
+    }
 
     fn duration(d: Duration) -> String {
         let mut out = String::new();
