@@ -5,7 +5,7 @@
 mod support;
 
 use opentelemetry::Context;
-use opentelemetry::trace::{SpanKind, Status as SpanStatus};
+use opentelemetry::trace::{SpanKind, Status as SpanStatus, TraceContextExt};
 use opentelemetry_sdk::trace::SpanData;
 use otel_core::extensions::{NoPropagation, ResendCount, SpanAttributes};
 use otel_core::request_id::{RequestId, RequestIdConfig};
@@ -417,7 +417,7 @@ async fn request_id_is_forwarded_in_metadata_and_seen_by_the_handler() {
     .await
     .unwrap();
     // The handler's context and its metadata both carry the caller's id; the response echoes it.
-    assert_eq!(response.get_ref().text, "order-42|order-42");
+    assert!(response.get_ref().text.starts_with("order-42|order-42|"));
     assert_eq!(response.metadata().get("x-request-id").unwrap(), "order-42");
 
     let spans = wait_for_spans(&telemetry, "test.Probe/WhoAmI", 2).await;
@@ -449,7 +449,7 @@ async fn request_id_prefix_and_generation() {
     .instrument(caller)
     .await
     .unwrap();
-    assert_eq!(response.get_ref().text, "gw.abc|gw.abc");
+    assert!(response.get_ref().text.starts_with("gw.abc|gw.abc|"));
 
     // No id in the caller's context: the server generates one and hands it to the handler.
     let response = unary(
@@ -459,7 +459,8 @@ async fn request_id_prefix_and_generation() {
     )
     .await
     .unwrap();
-    let (from_context, from_header) = response.get_ref().text.split_once('|').unwrap();
+    let mut parts = response.get_ref().text.split('|');
+    let (from_context, from_header) = (parts.next().unwrap(), parts.next().unwrap());
     assert_eq!(from_context.len(), 36, "a UUID: {from_context}");
     assert_eq!(from_context, from_header);
     assert_eq!(
@@ -490,7 +491,8 @@ async fn extensions_no_propagation_resend_count_and_span_attributes() {
         .instrument(caller)
         .await
         .unwrap();
-    let (from_context, from_header) = response.get_ref().text.split_once('|').unwrap();
+    let mut parts = response.get_ref().text.split('|');
+    let (from_context, from_header) = (parts.next().unwrap(), parts.next().unwrap());
     assert_ne!(from_context, "secret-route", "no request id sent");
     assert_eq!(from_context, from_header);
 
@@ -671,5 +673,108 @@ async fn call_duration_metrics_with_low_cardinality_attributes() {
                 1
             ),
         ]
+    );
+}
+
+const UNSAMPLED_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test]
+async fn unsampled_call_builds_no_span_but_serves_with_its_context_and_records_metrics() {
+    let telemetry = TestTelemetry::new();
+    let addr = serve(server_layer(&telemetry)).await;
+    // A plain tonic client (no layer): the caller decided not to sample (flag 00).
+    let mut plain = tonic::client::Grpc::new(channel(addr).await);
+    let mut request = tonic::Request::new(Probe::default());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{UNSAMPLED_TRACE}-00f067aa0ba902b7-00")
+            .parse()
+            .unwrap(),
+    );
+    request
+        .metadata_mut()
+        .insert("x-request-id", "unsampled-1".parse().unwrap());
+    plain.ready().await.unwrap();
+    let response = plain
+        .unary(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static("/test.Probe/WhoAmI"),
+            tonic_prost::ProstCodec::<Probe, Probe>::default(),
+        )
+        .await
+        .unwrap();
+    // The handler ran inside the caller's (unsampled) trace, with the request id.
+    assert_eq!(
+        response.get_ref().text,
+        format!("unsampled-1|unsampled-1|{UNSAMPLED_TRACE}|false")
+    );
+    assert!(
+        telemetry
+            .spans()
+            .iter()
+            .all(|s| !has_attr(s, "rpc.system.name")),
+        "no gRPC span for an unsampled call"
+    );
+    let points = histogram_points(&telemetry.metrics(), "rpc.server.call.duration");
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].1, 1, "the metric counts unsampled calls too");
+}
+
+#[tokio::test]
+async fn unsampled_client_forwards_traceparent_with_flag_00_and_the_request_id() {
+    let telemetry = TestTelemetry::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let captured = seen.clone();
+    // No network needed to see what goes on the wire: the inner service records the request.
+    let inner = tower::service_fn(
+        move |req: tonic::codegen::http::Request<tonic::body::Body>| {
+            *captured.lock().unwrap() = Some(req.headers().clone());
+            async move {
+                let mut response = tonic::codegen::http::Response::new(tonic::body::Body::empty());
+                response
+                    .headers_mut()
+                    .insert("grpc-status", "0".parse().unwrap());
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        },
+    );
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(
+            otel_grpc::GrpcClientLayer::new()
+                .propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new())
+                .meter_provider(telemetry.meter_provider().clone()),
+        )
+        .service(inner);
+
+    let parent = opentelemetry::trace::SpanContext::new(
+        opentelemetry::trace::TraceId::from_hex(UNSAMPLED_TRACE).unwrap(),
+        opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        opentelemetry::trace::TraceFlags::default(),
+        true,
+        Default::default(),
+    );
+    let cx = Context::new()
+        .with_remote_span_context(parent)
+        .with_value(RequestId::parse(b"rid-7").unwrap());
+    let request = tonic::codegen::http::Request::builder()
+        .uri("/test.Probe/Fail")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    {
+        let _attached = cx.attach();
+        tower::ServiceExt::oneshot(&mut svc, request).await.unwrap();
+    }
+
+    let headers = seen.lock().unwrap().take().unwrap();
+    let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields[1], UNSAMPLED_TRACE);
+    assert_ne!(fields[2], "00f067aa0ba902b7", "a span id of its own");
+    assert_eq!(fields[3], "00");
+    assert_eq!(headers["x-request-id"], "rid-7");
+    assert!(telemetry.spans().is_empty());
+    assert_eq!(
+        histogram_points(&telemetry.metrics(), "rpc.client.call.duration").len(),
+        1
     );
 }

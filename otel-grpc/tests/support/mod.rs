@@ -37,7 +37,7 @@ pub struct Probe {
 
 /// `test.Probe`: `Fail` (unary, ends with `code`: errors are trailers-only), `Stream` (server
 /// streaming, `count` messages then `code` in the trailers), `Hang` (never answers),
-/// `WhoAmI` (answers the request id of the current context and the incoming header).
+/// `WhoAmI` (answers `context id|header id|trace id|sampled` as the handler sees them).
 #[derive(Clone, Default)]
 pub struct ProbeService;
 
@@ -108,8 +108,16 @@ impl Service<http::Request<Body>> for ProbeService {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
+                    let cx = otel_core::context::current();
+                    let sc = opentelemetry::trace::TraceContextExt::span(&cx)
+                        .span_context()
+                        .clone();
                     Ok::<_, Status>(tonic::Response::new(Probe {
-                        text: format!("{from_context}|{from_header}"),
+                        text: format!(
+                            "{from_context}|{from_header}|{}|{}",
+                            sc.trace_id(),
+                            sc.is_sampled()
+                        ),
                         ..Probe::default()
                     }))
                 });
