@@ -69,11 +69,12 @@ impl TestTelemetry {
         let logs = LogBuffer::default();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(tracer))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(logs.clone()),
-            );
+            // The same log layer `Telemetry` installs: lines carry trace_id, span_id and
+            // request_id inside a request.
+            .with(crate::telemetry::log_layer_with(
+                crate::telemetry::LogFormat::Text,
+                logs.clone(),
+            ));
         let guard = tracing::subscriber::set_default(subscriber);
         TestTelemetry {
             spans,
@@ -108,7 +109,10 @@ impl TestTelemetry {
 
     /// All finished spans named `name`.
     pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
-        self.spans().into_iter().filter(|s| s.name == name).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
     }
 
     /// The value of attribute `key` on `span`.

@@ -1,25 +1,54 @@
-//! One-call setup of the OpenTelemetry SDK and the `tracing` subscriber (being written).
+//! One-call setup of the OpenTelemetry SDK and the `tracing` subscriber.
+//!
+//! [`Telemetry::builder`] … [`install`](Telemetry::install) sets up, from code and the
+//! standard `OTEL_*` environment variables (code wins):
+//! - the tracer provider: resource (`service.*`, `deployment.environment.name`,
+//!   `OTEL_RESOURCE_ATTRIBUTES`), sampler (`OTEL_TRACES_SAMPLER`, wrapped in
+//!   [`PreSampled`](crate::sampling::PreSampled) and shared with
+//!   [`sampling::decide`](crate::sampling::decide)), exporter (OTLP over gRPC or
+//!   HTTP/protobuf behind a bounded queue, the console trace tree, or none);
+//! - the global text-map propagator (`OTEL_PROPAGATORS`);
+//! - the `tracing` subscriber: a `RUST_LOG` filter, the OpenTelemetry bridge and log lines
+//!   that carry `trace_id`, `span_id` and `request_id` inside a request.
+//!
+//! With no exporter configured, a debug build prints each finished trace as a tree on stderr;
+//! a release build exports nothing. `OTEL_SDK_DISABLED=true` installs no OpenTelemetry layer
+//! at all and switches the layers of this workspace off.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), otel_core::SetupError> {
+//! let _guard = otel_core::Telemetry::builder()
+//!     .service_name("checkout")
+//!     .log_format(otel_core::telemetry::LogFormat::Json)
+//!     .install()?;
+//! tracing::info!("started");
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces are public for a user who builds their own subscriber: [`env_filter`],
+//! [`otel_layer`], [`log_layer`] / [`log_layer_with`], [`BoundedBatchProcessor`].
 
-/// Placeholder for the setup builder.
-#[derive(Debug, Default)]
-pub struct Telemetry;
+mod bridge;
+mod builder;
+mod config;
+mod console;
+mod error;
+mod export_queue;
+mod filter;
+mod guard;
+mod logs;
+mod parts;
 
-/// Setup failed.
-#[derive(Debug, thiserror::Error)]
-#[error("setup failed")]
-pub struct SetupError;
-
-impl Telemetry {
-    /// Starts a builder.
-    pub fn builder() -> Self {
-        Telemetry
-    }
-    /// Service name.
-    pub fn service_name(self, _name: &str) -> Self {
-        self
-    }
-    /// Installs.
-    pub fn install(self) -> Result<(), SetupError> {
-        Ok(())
-    }
-}
+pub use bridge::{TRACER_NAME, otel_layer};
+pub use builder::{
+    DEFAULT_LOG_FILTER, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT, DEFAULT_PROPAGATORS,
+    ExporterSettings, OtlpSettings, Settings, Telemetry,
+};
+pub use config::{EnvSource, LogFormat, OtlpProtocol, ProcessEnv, TracesExporter, vars};
+pub use console::ConsoleExporter;
+pub use error::SetupError;
+pub use export_queue::{BoundedBatchProcessor, DroppedSpans};
+pub use filter::{SPAN_TARGETS, dropped_span_targets, env_filter};
+pub use guard::{DROP_SHUTDOWN_TIMEOUT, TelemetryGuard};
+pub use logs::{BoxedLayer, log_layer, log_layer_with};
+pub use parts::TelemetryParts;
