@@ -12,13 +12,32 @@
 //! let mut headers = HeaderMap::new();
 //! headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
 //! let cx = otel_core::propagation::extract_with(
-//!     &opentelemetry_sdk::propagation::TraceContextPropagator::new(), &headers);
+//!     &otel_core::propagation::TraceContextPropagator::new(), &headers);
 //! assert!(cx.span().span_context().is_sampled());
 //! ```
+//!
+//! The parsers of this module are hand-written rather than taken from `opentelemetry_sdk`:
+//! the stock propagators are not strict (wrong field lengths accepted, only the first
+//! `tracestate` read, the `random` flag dropped, B3 `d` not treated as sampled, `b3: 0`
+//! injected for an empty context). Every parser is bounded: a 1 MB hostile header is rejected
+//! without being scanned or copied.
 
-mod composite;
+pub mod b3;
+pub mod baggage;
+pub mod composite;
+pub mod debug_flag;
+mod hex;
+pub mod jaeger;
+pub mod w3c;
+pub mod xray;
 
+pub use b3::{B3Encoding, B3Propagator};
+pub use baggage::BaggagePropagator;
 pub use composite::{CompositePropagator, PropagatorError};
+pub use debug_flag::DebugFlag;
+pub use jaeger::JaegerPropagator;
+pub use w3c::TraceContextPropagator;
+pub use xray::XrayPropagator;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
@@ -45,7 +64,11 @@ impl Extractor for HeaderExtractor<'_> {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if values.is_empty() { None } else { Some(values) }
+        if values.is_empty() {
+            None
+        } else {
+            Some(values)
+        }
     }
 }
 
