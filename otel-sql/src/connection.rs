@@ -42,7 +42,9 @@ impl<DB: TracedDatabase> TracedConnection<DB> {
 
 impl<DB: TracedDatabase> fmt::Debug for TracedConnection<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedConnection").field("system", &self.shared.system).finish()
+        f.debug_struct("TracedConnection")
+            .field("system", &self.shared.system)
+            .finish()
     }
 }
 
@@ -76,7 +78,9 @@ impl<'c, DB: TracedDatabase> TracedTransaction<'c, DB> {
 
 impl<DB: TracedDatabase> fmt::Debug for TracedTransaction<'_, DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedTransaction").field("system", &self.shared.system).finish()
+        f.debug_struct("TracedTransaction")
+            .field("system", &self.shared.system)
+            .finish()
     }
 }
 

@@ -96,8 +96,15 @@ impl TracedDatabase for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
 
     fn endpoint(options: &sqlx::sqlite::SqliteConnectOptions) -> Endpoint {
+        // sqlx names an in-memory database `file:sqlx-in-memory-<n>`; say what it is.
+        let file = options.get_filename().to_string_lossy();
+        let namespace = if file.starts_with("file:sqlx-in-memory-") {
+            ":memory:".to_owned()
+        } else {
+            file.into_owned()
+        };
         Endpoint {
-            namespace: Some(options.get_filename().to_string_lossy().into_owned()),
+            namespace: Some(namespace),
             address: None,
             port: None,
         }
@@ -131,7 +138,10 @@ fn debug_hash<T: std::fmt::Debug>(value: &T) -> u64 {
             }
         }
     }
-    let mut w = HashWriter { hash: 0x5eed, seen: 0 };
+    let mut w = HashWriter {
+        hash: 0x5eed,
+        seen: 0,
+    };
     let _ = write!(w, "{value:?}");
     w.hash
 }

@@ -498,7 +498,9 @@ impl<'a> Lexer<'a> {
         if self.dialect != Dialect::MySql {
             // `$$` or `$tag$`
             let mut end = self.pos + 1;
-            while end < self.src.len() && (self.src[end].is_ascii_alphanumeric() || self.src[end] == b'_') {
+            while end < self.src.len()
+                && (self.src[end].is_ascii_alphanumeric() || self.src[end] == b'_')
+            {
                 end += 1;
             }
             let tag_ok = end == self.pos + 1 || !self.src[self.pos + 1].is_ascii_digit();
@@ -537,7 +539,11 @@ impl<'a> Lexer<'a> {
                 return;
             }
         }
-        if len == 1 && self.src[start].eq_ignore_ascii_case(&b'U') && self.peek(0) == b'&' && self.peek(1) == b'\'' {
+        if len == 1
+            && self.src[start].eq_ignore_ascii_case(&b'U')
+            && self.peek(0) == b'&'
+            && self.peek(1) == b'\''
+        {
             self.pos += 1;
             self.quoted_literal(start, b'\'', false);
             return;
@@ -635,7 +641,11 @@ impl<'a> Lexer<'a> {
                     e += 1;
                 }
             }
-            if e != end && self.text[end..e].to_ascii_lowercase().ends_with("._sqlx_migrations") {
+            if e != end
+                && self.text[end..e]
+                    .to_ascii_lowercase()
+                    .ends_with("._sqlx_migrations")
+            {
                 st.migration = true;
             }
             let name = &self.text[start..e];
@@ -946,18 +956,118 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Keywords emitted upper case, sorted for binary search.
 const KEYWORDS: &[&str] = &[
-    "ALL", "ALTER", "ANALYZE", "AND", "ANY", "AS", "ASC", "BEGIN", "BETWEEN", "BY", "CALL",
-    "CASCADE", "CASE", "CAST", "COLUMN", "COMMIT", "CONFLICT", "CONSTRAINT", "COPY", "CREATE",
-    "CROSS", "CURRENT", "DEFAULT", "DELETE", "DESC", "DESCRIBE", "DISTINCT", "DO", "DROP",
-    "DUPLICATE", "ELSE", "END", "ESCAPE", "EXCEPT", "EXISTS", "EXPLAIN", "FALSE", "FETCH",
-    "FIRST", "FOR", "FOREIGN", "FROM", "FULL", "GROUP", "HAVING", "IF", "IGNORE", "ILIKE", "IN",
-    "INDEX", "INNER", "INSERT", "INTERSECT", "INTO", "IS", "JOIN", "KEY", "LATERAL", "LEFT",
-    "LIKE", "LIMIT", "LOCK", "MERGE", "NATURAL", "NEXT", "NOT", "NOTHING", "NOWAIT", "NULL",
-    "NULLS", "OFFSET", "ON", "ONLY", "OR", "ORDER", "OUTER", "OVER", "PARTITION", "PRAGMA",
-    "PRIMARY", "REFERENCES", "RELEASE", "REPLACE", "RETURNING", "RIGHT", "ROLLBACK", "ROW",
-    "ROWS", "SAVEPOINT", "SELECT", "SET", "SHARE", "SHOW", "SKIP", "START", "TABLE", "THEN",
-    "TO", "TRANSACTION", "TRUE", "TRUNCATE", "UNION", "UNIQUE", "UPDATE", "UPSERT", "USING",
-    "VALUES", "WHEN", "WHERE", "WINDOW", "WITH", "WORK",
+    "ALL",
+    "ALTER",
+    "ANALYZE",
+    "AND",
+    "ANY",
+    "AS",
+    "ASC",
+    "BEGIN",
+    "BETWEEN",
+    "BY",
+    "CALL",
+    "CASCADE",
+    "CASE",
+    "CAST",
+    "COLUMN",
+    "COMMIT",
+    "CONFLICT",
+    "CONSTRAINT",
+    "COPY",
+    "CREATE",
+    "CROSS",
+    "CURRENT",
+    "DEFAULT",
+    "DELETE",
+    "DESC",
+    "DESCRIBE",
+    "DISTINCT",
+    "DO",
+    "DROP",
+    "DUPLICATE",
+    "ELSE",
+    "END",
+    "ESCAPE",
+    "EXCEPT",
+    "EXISTS",
+    "EXPLAIN",
+    "FALSE",
+    "FETCH",
+    "FIRST",
+    "FOR",
+    "FOREIGN",
+    "FROM",
+    "FULL",
+    "GROUP",
+    "HAVING",
+    "IF",
+    "IGNORE",
+    "ILIKE",
+    "IN",
+    "INDEX",
+    "INNER",
+    "INSERT",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "KEY",
+    "LATERAL",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "LOCK",
+    "MERGE",
+    "NATURAL",
+    "NEXT",
+    "NOT",
+    "NOTHING",
+    "NOWAIT",
+    "NULL",
+    "NULLS",
+    "OFFSET",
+    "ON",
+    "ONLY",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "OVER",
+    "PARTITION",
+    "PRAGMA",
+    "PRIMARY",
+    "REFERENCES",
+    "RELEASE",
+    "REPLACE",
+    "RETURNING",
+    "RIGHT",
+    "ROLLBACK",
+    "ROW",
+    "ROWS",
+    "SAVEPOINT",
+    "SELECT",
+    "SET",
+    "SHARE",
+    "SHOW",
+    "SKIP",
+    "START",
+    "TABLE",
+    "THEN",
+    "TO",
+    "TRANSACTION",
+    "TRUE",
+    "TRUNCATE",
+    "UNION",
+    "UNIQUE",
+    "UPDATE",
+    "UPSERT",
+    "USING",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+    "WORK",
 ];
 
 /// The canonical keyword for `word`, when it is one (ASCII case-insensitive).
@@ -992,17 +1102,35 @@ mod tests {
 
     #[test]
     fn literals_and_placeholders_become_question_marks() {
-        assert_eq!(s("SELECT * FROM t WHERE a = 'x''y' AND b = 1.5e-3"), "SELECT * FROM t WHERE a = ? AND b = ?");
-        assert_eq!(s("select a from t where b = $1 and c = ?2 and d = :name and e = @p1"), "SELECT a FROM t WHERE b = ? AND c = ? AND d = ? AND e = ?");
-        assert_eq!(s("SELECT E'a\\'b', N'x', X'0F', B'01', U&'d\\0061t', 0x1F, TRUE, NULL"), "SELECT ?, ?, ?, ?, ?, ?, ?, NULL");
+        assert_eq!(
+            s("SELECT * FROM t WHERE a = 'x''y' AND b = 1.5e-3"),
+            "SELECT * FROM t WHERE a = ? AND b = ?"
+        );
+        assert_eq!(
+            s("select a from t where b = $1 and c = ?2 and d = :name and e = @p1"),
+            "SELECT a FROM t WHERE b = ? AND c = ? AND d = ? AND e = ?"
+        );
+        assert_eq!(
+            s("SELECT E'a\\'b', N'x', X'0F', B'01', U&'d\\0061t', 0x1F, TRUE, NULL"),
+            "SELECT ?, ?, ?, ?, ?, ?, ?, NULL"
+        );
         assert_eq!(s("SELECT 'it\\'s' FROM t"), "SELECT ? FROM t");
-        assert_eq!(s("SELECT $tag$ it's $$ $tag$, $$x$$ FROM t"), "SELECT ?, ? FROM t");
-        assert_eq!(s("SELECT \"Weird Col\", `tick` FROM \"T\""), "SELECT \"Weird Col\", `tick` FROM \"T\"");
+        assert_eq!(
+            s("SELECT $tag$ it's $$ $tag$, $$x$$ FROM t"),
+            "SELECT ?, ? FROM t"
+        );
+        assert_eq!(
+            s("SELECT \"Weird Col\", `tick` FROM \"T\""),
+            "SELECT \"Weird Col\", `tick` FROM \"T\""
+        );
     }
 
     #[test]
     fn postgres_rules() {
-        let fp = fingerprint_with("SELECT 'a\\' , b # c FROM t WHERE x::int = 1", Dialect::Postgres);
+        let fp = fingerprint_with(
+            "SELECT 'a\\' , b # c FROM t WHERE x::int = 1",
+            Dialect::Postgres,
+        );
         assert_eq!(fp.sanitized(), "SELECT ?, b # c FROM t WHERE x::int = ?");
         let my = fingerprint_with("SELECT \"secret\" FROM t # comment", Dialect::MySql);
         assert_eq!(my.sanitized(), "SELECT ? FROM t");
@@ -1018,9 +1146,18 @@ mod tests {
 
     #[test]
     fn lists_collapse() {
-        assert_eq!(s("SELECT * FROM t WHERE id IN (1,2,3)"), "SELECT * FROM t WHERE id IN (?)");
-        assert_eq!(s("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, 'z')"), "INSERT INTO t (a, b) VALUES (?)");
-        assert_eq!(s("INSERT INTO t (a, b) VALUES ($1, now()), ($2, now())"), "INSERT INTO t (a, b) VALUES (?, now())");
+        assert_eq!(
+            s("SELECT * FROM t WHERE id IN (1,2,3)"),
+            "SELECT * FROM t WHERE id IN (?)"
+        );
+        assert_eq!(
+            s("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, 'z')"),
+            "INSERT INTO t (a, b) VALUES (?)"
+        );
+        assert_eq!(
+            s("INSERT INTO t (a, b) VALUES ($1, now()), ($2, now())"),
+            "INSERT INTO t (a, b) VALUES (?, now())"
+        );
         assert_eq!(s("SELECT count(*) FROM t"), "SELECT count(*) FROM t");
         assert_eq!(s("SELECT f()"), "SELECT f()");
         assert_eq!(
@@ -1047,12 +1184,28 @@ mod tests {
 
     #[test]
     fn kinds() {
-        for q in ["SELECT 1", "select ?", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT sp1", "SET x = 1",
-            "SELECT version FROM _sqlx_migrations ORDER BY version", "CREATE TABLE t (id int)", ""] {
+        for q in [
+            "SELECT 1",
+            "select ?",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT sp1",
+            "SET x = 1",
+            "SELECT version FROM _sqlx_migrations ORDER BY version",
+            "CREATE TABLE t (id int)",
+            "",
+        ] {
             assert_eq!(fingerprint(q).kind(), StatementKind::Ignored, "{q}");
         }
-        assert_eq!(fingerprint("WITH x AS (SELECT 1) SELECT * FROM x").kind(), StatementKind::Read);
-        assert_eq!(fingerprint("UPDATE t SET a = 1").kind(), StatementKind::Write);
+        assert_eq!(
+            fingerprint("WITH x AS (SELECT 1) SELECT * FROM x").kind(),
+            StatementKind::Read
+        );
+        assert_eq!(
+            fingerprint("UPDATE t SET a = 1").kind(),
+            StatementKind::Write
+        );
         assert_eq!(fingerprint("SELECT now()").kind(), StatementKind::Read);
     }
 
@@ -1062,7 +1215,10 @@ mod tests {
         let b = fingerprint("SELECT * FROM t WHERE id = 2");
         assert_eq!(a.hash(), b.hash());
         assert_ne!(a.literals_hash(), b.literals_hash());
-        assert_eq!(fingerprint("SELECT * FROM t WHERE id = $1").literals_hash(), None);
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE id = $1").literals_hash(),
+            None
+        );
     }
 
     #[test]

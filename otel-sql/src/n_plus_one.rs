@@ -117,15 +117,31 @@ mod tests {
 
     #[test]
     fn suggestions_name_the_key_column_and_the_sqlx_tool() {
-        let fp = fingerprint_with("SELECT * FROM comments WHERE post_id = $1", Dialect::Postgres);
+        let fp = fingerprint_with(
+            "SELECT * FROM comments WHERE post_id = $1",
+            Dialect::Postgres,
+        );
         assert_eq!(
             suggestion(&fp, Dialect::Postgres),
-            Some("run one SELECT for all keys: `WHERE post_id = ANY($1)` with a `Vec` of keys bound, or JOIN comments into the query that produced the keys")
+            Some(
+                "run one SELECT for all keys: `WHERE post_id = ANY($1)` with a `Vec` of keys bound, or JOIN comments into the query that produced the keys"
+            )
         );
-        let fp = fingerprint_with("SELECT * FROM comments c WHERE c.post_id = ?", Dialect::MySql);
-        assert!(suggestion(&fp, Dialect::MySql).unwrap().contains("WHERE c.post_id IN ("));
+        let fp = fingerprint_with(
+            "SELECT * FROM comments c WHERE c.post_id = ?",
+            Dialect::MySql,
+        );
+        assert!(
+            suggestion(&fp, Dialect::MySql)
+                .unwrap()
+                .contains("WHERE c.post_id IN (")
+        );
         let fp = fingerprint_with("INSERT INTO t (a) VALUES (?)", Dialect::Sqlite);
-        assert!(suggestion(&fp, Dialect::Sqlite).unwrap().contains("push_values"));
+        assert!(
+            suggestion(&fp, Dialect::Sqlite)
+                .unwrap()
+                .contains("push_values")
+        );
         let fp = fingerprint_with("BEGIN", Dialect::Sqlite);
         assert_eq!(suggestion(&fp, Dialect::Sqlite), None);
     }

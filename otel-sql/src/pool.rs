@@ -172,7 +172,10 @@ where
         Box::pin(TracedStream::new(inner, guard))
     }
 
-    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
     where
         'p: 'e,
         E: 'q + Execute<'q, DB>,

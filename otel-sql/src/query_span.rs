@@ -63,9 +63,7 @@ impl Shared {
             .f64_histogram(otel_core::attributes::semconv::metric::DB_CLIENT_OPERATION_DURATION)
             .with_unit("s")
             .with_description("Duration of database client operations.")
-            .with_boundaries(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
-            ])
+            .with_boundaries(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
             .build();
         let mut metric_base = vec![KeyValue::new(sc::DB_SYSTEM_NAME, DB::SYSTEM_NAME)];
         if let Some(ns) = &endpoint.namespace {
@@ -175,7 +173,10 @@ impl QueryGuard {
         self.done = true;
         let duration = self.started.elapsed();
         let span = &self.span;
-        span.record(sc::DB_RESPONSE_RETURNED_ROWS, self.rows);
+        span.record(
+            sc::DB_RESPONSE_RETURNED_ROWS,
+            i64::try_from(self.rows).unwrap_or(i64::MAX),
+        );
         let mut attrs = self.shared.metric_base.clone();
         if let Some(op) = self.fp.operation() {
             attrs.push(KeyValue::new(sc::DB_OPERATION_NAME, op));
@@ -184,7 +185,10 @@ impl QueryGuard {
             attrs.push(KeyValue::new(sc::DB_COLLECTION_NAME, coll.to_owned()));
         }
         if !self.fp.summary().is_empty() {
-            attrs.push(KeyValue::new(sc::DB_QUERY_SUMMARY, self.fp.summary().to_owned()));
+            attrs.push(KeyValue::new(
+                sc::DB_QUERY_SUMMARY,
+                self.fp.summary().to_owned(),
+            ));
         }
         match error {
             Some(e) => {
@@ -385,9 +389,10 @@ pub(crate) fn classify(error: &sqlx::Error) -> (Cow<'static, str>, Option<String
         sqlx::Error::Io(io) => (
             Cow::Borrowed(match io.kind() {
                 Io::ConnectionRefused => error_type::CONNECTION_REFUSED,
-                Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
-                    error_type::CONNECTION_RESET
-                }
+                Io::ConnectionReset
+                | Io::ConnectionAborted
+                | Io::BrokenPipe
+                | Io::UnexpectedEof => error_type::CONNECTION_RESET,
                 Io::TimedOut => error_type::TIMEOUT,
                 _ => error_type::OTHER,
             }),
