@@ -13,14 +13,15 @@
 //! use std::time::{Duration, Instant};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let t0 = Instant::now();
 //! let ((), findings) = repeated_shape::capture(async {
-//!     for _post in 0..50 {
+//!     for post in 0..50 {
 //!         repeated_shape::observe(&otel_core::context::current(), &Observation {
 //!             shape: "SELECT * FROM comments WHERE post_id = ?",
 //!             fingerprint: 0xC0FFEE,
 //!             kind: ShapeKind::Read,
 //!             values_hash: None,
-//!             started: Instant::now(),
+//!             started: t0 + Duration::from_millis(2 * post), // one after the other
 //!             duration: Duration::from_millis(1),
 //!             call_site: None,
 //!             suggestion: Some("WHERE post_id = ANY($1)"),
