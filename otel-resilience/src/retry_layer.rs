@@ -110,6 +110,7 @@ impl RetryLayer {
         &self.shared.policy
     }
 
+    #[cfg(feature = "reqwest")]
     pub(crate) fn shared(&self) -> &Arc<RetryShared> {
         &self.shared
     }

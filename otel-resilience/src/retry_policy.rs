@@ -5,7 +5,8 @@
 //! Defaults: 3 attempts in all; exponential backoff 100 ms doubling, cap 5 s, full jitter;
 //! only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), plus any method when the
 //! request provably never reached the server (connect error); HTTP 429, 502, 503, 504 and
-//! transport errors; gRPC `UNAVAILABLE` only; `Retry-After` (seconds or HTTP date) and
+//! transport errors; gRPC `UNAVAILABLE` only (any method: gRPC calls are all POST, and the
+//! retryable codes are gRPC's own statement of what is safe to retry); `Retry-After` (seconds or HTTP date) and
 //! `grpc-retry-pushback-ms` honoured, capped at 5 s; a breaker rejection is never retried.
 //!
 //! ```
@@ -307,7 +308,10 @@ impl RetryPolicy {
         if !self.is_retryable(&failure.kind) {
             return Decision::GiveUp(GiveUpReason::NotRetryable);
         }
-        if failure.kind != FailureKind::Connect && !self.is_retryable_method(method) {
+        // A connect error never reached the server; a retryable gRPC code is the service's
+        // own statement that the call may be retried (gRPC calls are all POST).
+        let safe_anyway = matches!(failure.kind, FailureKind::Connect | FailureKind::Grpc(_));
+        if !safe_anyway && !self.is_retryable_method(method) {
             return Decision::GiveUp(GiveUpReason::NotIdempotent);
         }
         if state.attempts >= self.max_attempts {
@@ -614,8 +618,7 @@ mod tests {
             .classify_response(StatusCode::OK, &headers, SystemTime::now())
             .unwrap();
         assert_eq!(f.error_type(), "UNAVAILABLE");
-        // gRPC is always POST; UNAVAILABLE means the server did not process it.
-        let p = p.retry_methods([Method::POST]);
+        // gRPC is always POST; UNAVAILABLE is retried anyway.
         assert_eq!(
             p.decide(&state, &Method::POST, &f, now, &mut rng()),
             Decision::Retry {

@@ -1,0 +1,210 @@
+//! reqwest-middleware 0.5 adapters (feature `reqwest`) with the same policies and telemetry
+//! as the tower layers: [`RetryMiddleware`] and [`CircuitBreakerMiddleware`]. Put the retry
+//! middleware before the breaker, and both before the tracing middleware, so that each
+//! attempt is its own client span.
+//!
+//! `ResendCount` and `SpanAttributes` are set in the middleware `Extensions`, where the
+//! tracing middleware below reads them. A request whose body cannot be cloned (a stream) is
+//! sent once.
+//!
+//! ```
+//! use otel_resilience::{CircuitBreakerMiddleware, RetryMiddleware};
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(RetryMiddleware::default())
+//!     .with(CircuitBreakerMiddleware::default())
+//!     // .with(otel_http::reqwest::TracingMiddleware::default())
+//!     .build();
+//! # let _ = client;
+//! ```
+
+use std::sync::Arc;
+
+use http::Extensions;
+use otel_core::extensions::ResendCount;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+use tracing::Instrument;
+
+use crate::breaker_layer::{BreakerShared, push_span_attributes, record_rejection};
+use crate::breaker_registry::CircuitBreakerRegistry;
+use crate::circuit_breaker::CircuitBreaker;
+use crate::retry_layer::{RetryBudgetExhausted, RetryLayer, RetryShared};
+use crate::retry_policy::Failure;
+
+/// Retries through reqwest-middleware with a [`RetryLayer`]'s policy, budget and metrics.
+#[derive(Debug, Clone)]
+pub struct RetryMiddleware {
+    shared: Arc<RetryShared>,
+}
+
+/// Guards calls with per-authority circuit breakers.
+#[derive(Debug, Clone)]
+pub struct CircuitBreakerMiddleware {
+    shared: Arc<BreakerShared>,
+}
+
+impl RetryMiddleware {
+    /// The middleware of `layer` (build it with [`RetryLayer::builder`]).
+    pub fn new(layer: RetryLayer) -> Self {
+        RetryMiddleware {
+            shared: layer.shared().clone(),
+        }
+    }
+}
+
+impl Default for RetryMiddleware {
+    fn default() -> Self {
+        Self::new(RetryLayer::new())
+    }
+}
+
+impl From<RetryLayer> for RetryMiddleware {
+    fn from(layer: RetryLayer) -> Self {
+        Self::new(layer)
+    }
+}
+
+impl CircuitBreakerMiddleware {
+    /// Breakers from `registry`, one per authority.
+    pub fn new(registry: Arc<CircuitBreakerRegistry>) -> Self {
+        CircuitBreakerMiddleware {
+            shared: Arc::new(BreakerShared {
+                registry,
+                fixed: None,
+                classifier: Default::default(),
+            }),
+        }
+    }
+
+    /// The same breakers as a tower [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+    pub fn from_layer(layer: &crate::CircuitBreakerLayer) -> Self {
+        Self::new(layer.registry().clone())
+    }
+}
+
+impl Default for CircuitBreakerMiddleware {
+    fn default() -> Self {
+        Self::new(CircuitBreakerRegistry::builder().build())
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for RetryMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let shared = &self.shared;
+        let mut call = shared.start(req.method());
+        let span = call.span.clone();
+        let method = req.method().clone();
+        async move {
+            let mut current = req;
+            loop {
+                let spare = current.try_clone();
+                call.state.attempts += 1;
+                shared.count_attempt(call.state.attempts);
+                if call.state.attempts > 1 {
+                    extensions.insert(ResendCount(call.state.attempts - 1));
+                }
+                let result = next.clone().run(current, extensions).await;
+                let failure = match &result {
+                    Ok(resp) => shared.policy.classify_response(
+                        resp.status(),
+                        resp.headers(),
+                        shared.clock.system_now(),
+                    ),
+                    Err(reqwest_middleware::Error::Reqwest(e)) => Some(Failure::from_error(e)),
+                    Err(reqwest_middleware::Error::Middleware(e)) => {
+                        Some(Failure::from_error(e.as_ref()))
+                    }
+                };
+                let Some(failure) = failure else {
+                    shared.record_success();
+                    call.finish_ok();
+                    return result;
+                };
+                match shared.on_failure(&mut call, &method, &failure, spare.is_some())
+                {
+                    Some(delay) => {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        current = spare.expect("replayable checked by on_failure");
+                    }
+                    None => {
+                        return result.map_err(|e| {
+                            let boxed: tower::BoxError = match e {
+                                reqwest_middleware::Error::Reqwest(e) => Box::new(e),
+                                reqwest_middleware::Error::Middleware(e) => e.into(),
+                            };
+                            match call.wrap_error(boxed).downcast::<RetryBudgetExhausted>() {
+                                Ok(exhausted) => {
+                                    reqwest_middleware::Error::Middleware((*exhausted).into())
+                                }
+                                Err(original) => match original.downcast::<reqwest::Error>() {
+                                    Ok(e) => reqwest_middleware::Error::Reqwest(*e),
+                                    Err(other) => reqwest_middleware::Error::Middleware(
+                                        anyhow_from_box(other),
+                                    ),
+                                },
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for CircuitBreakerMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let breaker: Arc<CircuitBreaker> = match &self.shared.fixed {
+            Some(b) => b.clone(),
+            None => {
+                let url = req.url();
+                let key = match (url.host_str(), url.port_or_known_default()) {
+                    (Some(host), Some(port)) => format!("{host}:{port}"),
+                    (Some(host), None) => host.to_owned(),
+                    _ => crate::breaker_registry::DEFAULT_BREAKER_KEY.to_owned(),
+                };
+                self.shared.registry.get(&key)
+            }
+        };
+        let permit = match breaker.admit() {
+            Ok(p) => p,
+            Err(open) => {
+                record_rejection(&open);
+                return Err(reqwest_middleware::Error::Middleware(open.into()));
+            }
+        };
+        push_span_attributes(&breaker, extensions);
+        let result = next.run(req, extensions).await;
+        let success = match &result {
+            Ok(resp) => self
+                .shared
+                .classifier
+                .is_success(resp.status(), resp.headers()),
+            Err(_) => false,
+        };
+        permit.record(success);
+        result
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+fn anyhow_from_box(e: tower::BoxError) -> anyhow::Error {
+    anyhow::Error::from_boxed(e)
+}

@@ -1,0 +1,324 @@
+//! The tower retry layer seen from outside: real servers, paused tokio time, seeded jitter,
+//! exact spans.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use opentelemetry::trace::{SpanKind, Status};
+use otel_core::extensions::{ResendCount, SpanAttributes};
+use otel_core::testing::TestTelemetry;
+use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy};
+use support::{attr, event_attr, request, serve, status};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+type Seen = Arc<Mutex<Vec<(Option<u32>, Option<usize>)>>>;
+
+/// A stub client: answers from `script` in order, records the `ResendCount` and the
+/// `SpanAttributes` it was given, and opens an `attempt` span like a tracing client layer.
+fn stub(
+    script: Vec<Result<u16, std::io::ErrorKind>>,
+) -> (
+    Seen,
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::io::Error,
+        Future = impl Send,
+    > + Clone,
+) {
+    let seen: Seen = Arc::default();
+    let script = Arc::new(Mutex::new(script.into_iter()));
+    let s = seen.clone();
+    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let _span = tracing::info_span!("attempt").entered();
+        s.lock().unwrap().push((
+            req.extensions().get::<ResendCount>().map(|r| r.0),
+            req.extensions().get::<SpanAttributes>().map(|a| a.0.len()),
+        ));
+        let next = script.lock().unwrap().next().expect("script exhausted");
+        async move {
+            match next {
+                Ok(code) => Ok(status(code)),
+                Err(kind) => Err(std::io::Error::from(kind)),
+            }
+        }
+    });
+    (seen, svc)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_a_503_and_records_the_logical_call() {
+    let telemetry = TestTelemetry::new();
+    let (seen, inner) = stub(vec![Ok(503), Ok(503), Ok(200)]);
+    let svc = ServiceBuilder::new()
+        .layer(
+            RetryLayer::builder()
+                .seed(1)
+                .meter_provider(telemetry.meter_provider())
+                .build(),
+        )
+        .service(inner);
+    let start = tokio::time::Instant::now();
+    let resp = svc.oneshot(request(Method::GET, "http://payments/charge")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(start.elapsed() <= Duration::from_millis(300), "full jitter under 100+200 ms");
+
+    let seen: Vec<Option<u32>> = seen.lock().unwrap().iter().map(|s| s.0).collect();
+    assert_eq!(seen, [None, Some(1), Some(2)], "ResendCount on each retry");
+
+    let span = telemetry.span("retry GET");
+    assert_eq!(span.span_kind, SpanKind::Internal);
+    assert_eq!(span.instrumentation_scope.name(), "otel-core-test");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
+    assert_eq!(attr(&span, "retry.max_attempts").as_deref(), Some("3"));
+    assert_eq!(attr(&span, "retry.budget_exhausted").as_deref(), Some("false"));
+    assert_eq!(attr(&span, "error.type"), None);
+    assert_eq!(span.status, Status::Unset);
+    let events = ours(&span);
+    assert_eq!(events.len(), 2);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.name, "retry.attempt");
+        assert_eq!(event_attr(e, "retry.attempt"), Some((i + 2).to_string()));
+        assert_eq!(event_attr(e, "retry.reason").as_deref(), Some("503"));
+        assert_eq!(event_attr(e, "retry.delay_source").as_deref(), Some("backoff"));
+        let delay: u64 = event_attr(e, "retry.delay_ms").unwrap().parse().unwrap();
+        assert!(delay <= 100 << i, "attempt {} delay {delay}", i + 2);
+    }
+    let attempts = telemetry.spans_named("attempt");
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.iter().all(|a| TestTelemetry::is_child_of(a, &span)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_failure_marks_the_span() {
+    let telemetry = TestTelemetry::new();
+    let (_, inner) = stub(vec![Ok(503), Ok(502), Ok(504)]);
+    let svc = RetryLayer::builder().seed(2).build().layer_service(inner);
+    let resp = svc.oneshot(request(Method::PUT, "http://x/")).await.unwrap();
+    assert_eq!(resp.status(), 504, "the last response is returned as is");
+    let span = telemetry.span("retry PUT");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("504"));
+    assert!(matches!(span.status, Status::Error { .. }));
+    let reasons: Vec<_> = ours(&span)
+        .iter()
+        .map(|e| event_attr(e, "retry.reason").unwrap())
+        .collect();
+    assert_eq!(reasons, ["503", "502"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_is_not_retried() {
+    let telemetry = TestTelemetry::new();
+    let server = serve(|_, _| status(503)).await;
+    let svc = RetryLayer::builder().seed(3).build().layer_service(support::client());
+    let resp = svc
+        .oneshot(request(Method::POST, &server.url("/orders")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(server.hits(), 1);
+    let span = telemetry.span("retry POST");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("1"));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("503"));
+    assert!(ours(&span).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_against_a_real_server_is_retried_with_the_body_replayed() {
+    let server = serve(|n, req| {
+        assert_eq!(req.headers()["content-length"], "7");
+        if n < 2 { status(503) } else { status(200) }
+    })
+    .await;
+    let svc = RetryLayer::builder().seed(4).build().layer_service(support::client());
+    let resp = svc
+        .oneshot(request(Method::PUT, &server.url("/items/1")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_error_is_retried_even_for_post() {
+    let telemetry = TestTelemetry::new();
+    let addr = support::closed_port().await;
+    let svc = RetryLayer::builder().seed(5).build().layer_service(support::client());
+    let err = svc
+        .oneshot(request(Method::POST, &format!("http://{addr}/orders")))
+        .await
+        .unwrap_err();
+    let hyper_err = err
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .expect("the client's error is returned");
+    assert!(hyper_err.is_connect());
+    let span = telemetry.span("retry POST");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("connection_refused"));
+    let reasons: Vec<_> = ours(&span)
+        .iter()
+        .map(|e| event_attr(e, "retry.reason").unwrap())
+        .collect();
+    assert_eq!(reasons, ["connection_refused", "connection_refused"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_seconds_and_as_a_date_is_honoured_and_capped() {
+    let telemetry = TestTelemetry::new();
+    let server = serve(|n, _| {
+        let retry_after = match n {
+            0 => "2".to_owned(),
+            1 => httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(4)),
+            2 => "120".to_owned(),
+            _ => return status(200),
+        };
+        let mut r = status(503);
+        r.headers_mut()
+            .insert("retry-after", retry_after.parse().unwrap());
+        r
+    })
+    .await;
+    let policy = RetryPolicy::default().max_attempts(4);
+    let svc = RetryLayer::builder()
+        .policy(policy)
+        .seed(6)
+        .build()
+        .layer_service(support::client());
+    let resp = svc
+        .oneshot(request(Method::GET, &server.url("/quota")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let t = server.times();
+    assert_eq!(t.len(), 4);
+    let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps[0], Duration::from_secs(2), "seconds form");
+    // An HTTP date has 1 s resolution: 4 s ahead, minus the sub-second part of now.
+    assert!(
+        gaps[1] >= Duration::from_secs(3) && gaps[1] <= Duration::from_secs(4),
+        "date form: {:?}",
+        gaps[1]
+    );
+    assert_eq!(gaps[2], Duration::from_secs(5), "120 s capped at 5 s");
+    let span = telemetry.span("retry GET");
+    let sources: Vec<_> = ours(&span)
+        .iter()
+        .map(|e| event_attr(e, "retry.delay_source").unwrap())
+        .collect();
+    assert_eq!(sources, ["retry_after", "retry_after", "retry_after"]);
+    assert_eq!(
+        event_attr(ours(&span)[2], "retry.delay_ms").as_deref(),
+        Some("5000")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_retries_that_would_end_after_it() {
+    let telemetry = TestTelemetry::new();
+    let server = serve(|_, _| {
+        let mut r = status(503);
+        r.headers_mut().insert("retry-after", "3".parse().unwrap());
+        r
+    })
+    .await;
+    let policy = RetryPolicy::default().deadline(Duration::from_secs(5));
+    let svc = RetryLayer::builder()
+        .policy(policy)
+        .build()
+        .layer_service(support::client());
+    let resp = svc
+        .oneshot(request(Method::GET, &server.url("/")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(server.hits(), 2, "the second retry would start at 6 s");
+    assert_eq!(attr(&telemetry.span("retry GET"), "retry.attempts").as_deref(), Some("2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_budget_is_visible_and_transport_errors_say_so() {
+    let telemetry = TestTelemetry::new();
+    let (_, inner) = stub(vec![Ok(503), Err(std::io::ErrorKind::ConnectionReset)]);
+    let layer = RetryLayer::builder()
+        .budget(RetryBudget::ratio(0.0, Duration::from_secs(10), 0))
+        .meter_provider(telemetry.meter_provider())
+        .build();
+    let mut svc = layer.layer_service(inner);
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::GET, "http://x/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::GET, "http://x/"))
+        .await
+        .unwrap_err();
+    let exhausted = err
+        .downcast_ref::<RetryBudgetExhausted>()
+        .expect("a clear error");
+    assert_eq!(exhausted.attempts, 1);
+    assert!(err.to_string().starts_with("retry budget exhausted after 1 attempt(s)"));
+
+    for span in telemetry.spans_named("retry GET") {
+        assert_eq!(attr(&span, "retry.budget_exhausted").as_deref(), Some("true"));
+        assert_eq!(attr(&span, "error.type").as_deref(), Some("retry_budget_exhausted"));
+        let events = ours(&span);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].name, "retry.budget_exhausted");
+    }
+    let metrics = telemetry.metrics();
+    assert_eq!(sum_counter(&metrics, "retry.budget.rejections"), 2);
+    assert_eq!(sum_counter(&metrics, "retry.attempts"), 2);
+}
+
+/// The events of this crate on `span` (hyper-util's own debug events are ignored).
+fn ours(span: &opentelemetry_sdk::trace::SpanData) -> Vec<&opentelemetry::trace::Event> {
+    span.events
+        .iter()
+        .filter(|e| e.name.starts_with("retry.") || e.name.starts_with("circuit_breaker."))
+        .collect()
+}
+
+/// Sum of a u64 counter across its data points.
+fn sum_counter(
+    metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics],
+    name: &str,
+) -> u64 {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    let mut total = 0;
+    for rm in metrics.iter().rev().take(1) {
+        for sm in rm.scope_metrics() {
+            for m in sm.metrics() {
+                if m.name() == name
+                    && let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data()
+                {
+                    total += sum.data_points().map(|p| p.value()).sum::<u64>();
+                }
+            }
+        }
+    }
+    total
+}
+
+/// `layer.layer(svc)` without importing `tower::Layer` everywhere.
+trait LayerService {
+    fn layer_service<S>(&self, inner: S) -> otel_resilience::RetryService<S>;
+}
+
+impl LayerService for RetryLayer {
+    fn layer_service<S>(&self, inner: S) -> otel_resilience::RetryService<S> {
+        tower::Layer::layer(self, inner)
+    }
+}

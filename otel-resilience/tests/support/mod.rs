@@ -1,0 +1,130 @@
+//! Test support: a real HTTP/1 server on 127.0.0.1:0 that counts hits, and a hyper-util
+//! client. The server uses no timers, so `tokio::time::pause()` only ever jumps over the
+//! delays under test.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A running server.
+#[derive(Clone)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    times: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl TestServer {
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+    /// Virtual (tokio) time of each request.
+    pub fn times(&self) -> Vec<tokio::time::Instant> {
+        self.times.lock().unwrap().clone()
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Serves `handler(hit_index, request)` (hit_index is 0-based).
+pub async fn serve<F>(handler: F) -> TestServer
+where
+    F: Fn(usize, &Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = TestServer {
+        addr: listener.local_addr().unwrap(),
+        hits: Arc::default(),
+        times: Arc::default(),
+    };
+    let handler = Arc::new(handler);
+    let s = server.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let n = s.hits.fetch_add(1, Ordering::SeqCst);
+                    s.times.lock().unwrap().push(tokio::time::Instant::now());
+                    let resp = handler(n, &req);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    server
+}
+
+/// A server that accepts connections and never answers (a hung dependency).
+pub async fn serve_nothing() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens (connection refused).
+pub async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn status(code: u16) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+pub fn request(method: http::Method, url: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap()
+}
+
+/// The value of attribute `key` on an event, as a string.
+pub fn event_attr(event: &opentelemetry::trace::Event, key: &str) -> Option<String> {
+    event
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+/// The value of attribute `key` on a span, as a string.
+pub fn attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    otel_core::testing::TestTelemetry::attr(span, key).map(|v| v.to_string())
+}
