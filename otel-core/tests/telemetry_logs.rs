@@ -209,3 +209,27 @@ fn json_lines_carry_the_ids_as_top_level_keys() {
         assert!(lines[2].get(key).is_none(), "{key} in {}", lines[2]);
     }
 }
+
+#[test]
+fn user_spans_below_an_unsampled_request_keep_its_trace_and_request_ids() {
+    let s = setup(LogFormat::Text);
+    {
+        let _attached = unsampled_request_context().attach();
+        tracing::info_span!("load cart").in_scope(|| tracing::info!("inner"));
+    }
+    s.guard.force_flush();
+    let lines = s.logs.lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id="),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(" request_id=req-unsampled"),
+        "{}",
+        lines[0]
+    );
+    // The user span inherits the unsampled decision: nothing is exported.
+    assert!(s.spans.get_finished_spans().unwrap().is_empty());
+}

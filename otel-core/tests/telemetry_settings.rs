@@ -418,3 +418,38 @@ fn http_exporter_is_built_and_shutdown_with_a_dead_endpoint_is_bounded() {
     let elapsed = export_one_span_then_shutdown(parts);
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
+
+/// An exporter that never finishes an export until the test ends, like a hung collector.
+#[derive(Debug)]
+struct Hung(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Hung {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let _ = self.0.lock().unwrap().recv();
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_export_queue_drops_and_counts_on_the_guard() {
+    let (release, rx) = std::sync::mpsc::channel();
+    let parts = Telemetry::builder()
+        .env(HashMap::<String, String>::new())
+        .max_queue_size(8)
+        .span_exporter(Hung(std::sync::Mutex::new(rx)))
+        .log_writer(std::io::sink)
+        .build()
+        .unwrap();
+    assert_eq!(parts.settings().exporter, ExporterSettings::Custom);
+    let (guard, _default) = parts.set_default();
+    for _ in 0..100 {
+        tracing::info_span!("GET /busy").in_scope(|| {});
+    }
+    // 8 may wait and one batch of at most 8 may be stuck in the exporter.
+    assert!(guard.dropped_spans() >= 84, "{}", guard.dropped_spans());
+    drop(release);
+    assert!(guard.shutdown(Duration::from_secs(5)).is_ok());
+}
