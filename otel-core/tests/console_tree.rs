@@ -462,6 +462,40 @@ trace 00000000000000000000000000000001  api  (incomplete)
 }
 
 #[test]
+fn spans_that_end_after_their_root_are_printed_later_as_late() {
+    let terminal = Terminal::default();
+    let clock = ManualClock::new();
+    let h = Harness::new("api", exporter_to(&terminal, &clock));
+
+    let root = h.start("POST /orders", SpanKind::Server, 0, vec![], None);
+    let detached = h.start("send receipt", SpanKind::Internal, 5, vec![], Some(&root));
+    end(&root, 10);
+    assert_eq!(
+        terminal.take(),
+        "\
+trace 00000000000000000000000000000001  api  10ms
+└─ POST /orders  10ms
+"
+    );
+    end(&detached, 900);
+    clock.advance(Duration::from_secs(60));
+    h.provider.force_flush().unwrap();
+    end(
+        &h.start("GET /health", SpanKind::Server, 0, vec![], None),
+        1,
+    );
+    assert_eq!(
+        terminal.take(),
+        "\
+trace 00000000000000000000000000000002  api  1ms
+└─ GET /health  1ms
+trace 00000000000000000000000000000001  api  (incomplete: ended after the root was printed)
+└─ send receipt  895ms
+"
+    );
+}
+
+#[test]
 fn shutdown_prints_the_traces_still_waiting_for_their_root() {
     let terminal = Terminal::default();
     let clock = ManualClock::new();

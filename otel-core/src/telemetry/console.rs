@@ -55,9 +55,8 @@ const DEFAULT_MAX_PENDING_TRACES: usize = 1024;
 const DEFAULT_MAX_SPANS_PER_TRACE: usize = 10_000;
 /// Default for [`ConsoleExporterBuilder::max_age`].
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
-/// Dropped trace ids remembered (at least; else 4 × `max_pending_traces`), so the later spans
-/// and the root of a dropped trace are dropped too instead of printing a partial tree.
-const DROPPED_IDS_MIN: usize = 1024;
+/// Dropped and printed trace ids remembered (at least; else 4 × `max_pending_traces`).
+const RECENT_IDS_MIN: usize = 1024;
 
 /// A [`SpanExporter`] that prints each finished local trace to a terminal as a tree.
 ///
@@ -183,7 +182,7 @@ impl ConsoleExporterBuilder {
         };
         let injected_clock = self.clock.is_some();
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::new(writer)),
+            state: Mutex::new(State::new(writer, self.max_pending_traces)),
             config: Config {
                 color,
                 max_pending_traces: self.max_pending_traces,
@@ -293,9 +292,10 @@ struct State {
     by_age: BTreeMap<(Instant, u64), TraceId>,
     sequence: u64,
     /// Recently dropped traces, so their later spans (and root) are dropped too rather than
-    /// printed as a misleading partial tree. Bounded (see [`DROPPED_IDS_MIN`]).
-    dropped_ids: VecDeque<TraceId>,
-    dropped_set: HashSet<TraceId>,
+    /// printed as a misleading partial tree.
+    dropped: RecentIds,
+    /// Recently printed traces, so spans that end after their root are labelled as late.
+    printed: RecentIds,
     /// Drops not reported on a warning line yet.
     unreported_spans: u64,
     unreported_traces: u64,
@@ -329,16 +329,48 @@ struct Node {
     events: Vec<String>,
 }
 
+/// A bounded set of recently seen trace ids; the oldest is forgotten first.
+struct RecentIds {
+    order: VecDeque<TraceId>,
+    set: HashSet<TraceId>,
+    cap: usize,
+}
+
+impl RecentIds {
+    fn new(max_pending_traces: usize) -> Self {
+        RecentIds {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            cap: max_pending_traces.saturating_mul(4).max(RECENT_IDS_MIN),
+        }
+    }
+
+    fn insert(&mut self, trace_id: TraceId) {
+        if self.set.insert(trace_id) {
+            self.order.push_back(trace_id);
+        }
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, trace_id: &TraceId) -> bool {
+        self.set.contains(trace_id)
+    }
+}
+
 impl State {
-    fn new(writer: Box<dyn Write + Send>) -> Self {
+    fn new(writer: Box<dyn Write + Send>, max_pending_traces: usize) -> Self {
         State {
             writer,
             service_name: None,
             pending: HashMap::new(),
             by_age: BTreeMap::new(),
             sequence: 0,
-            dropped_ids: VecDeque::new(),
-            dropped_set: HashSet::new(),
+            dropped: RecentIds::new(max_pending_traces),
+            printed: RecentIds::new(max_pending_traces),
             unreported_spans: 0,
             unreported_traces: 0,
             last_warning: None,
@@ -354,18 +386,6 @@ impl State {
         let pending = self.pending.remove(&trace_id)?;
         self.by_age.remove(&pending.age_key);
         Some(pending)
-    }
-
-    fn remember_dropped(&mut self, trace_id: TraceId, cap: usize) {
-        if self.dropped_set.insert(trace_id) {
-            self.dropped_ids.push_back(trace_id);
-        }
-        let cap = cap.saturating_mul(4).max(DROPPED_IDS_MIN);
-        while self.dropped_ids.len() > cap {
-            if let Some(old) = self.dropped_ids.pop_front() {
-                self.dropped_set.remove(&old);
-            }
-        }
     }
 
     /// Writes one finished text block in a single call; output errors are ignored (a
@@ -428,7 +448,7 @@ impl Inner {
 
     fn buffer(&self, state: &mut State, span: SpanData, now: Instant) {
         let trace_id = span.span_context.trace_id();
-        if state.dropped_set.contains(&trace_id) {
+        if state.dropped.contains(&trace_id) {
             state.unreported_spans += 1;
             return;
         }
@@ -445,7 +465,7 @@ impl Inner {
         if self.config.max_pending_traces == 0 || max_spans == 0 {
             state.unreported_spans += 1;
             state.unreported_traces += 1;
-            state.remember_dropped(trace_id, self.config.max_pending_traces);
+            state.dropped.insert(trace_id);
             return;
         }
         while state.pending.len() >= self.config.max_pending_traces {
@@ -456,7 +476,7 @@ impl Inner {
                 state.unreported_spans += evicted.nodes.len() as u64 + evicted.dropped_spans;
                 state.unreported_traces += 1;
             }
-            state.remember_dropped(oldest, self.config.max_pending_traces);
+            state.dropped.insert(oldest);
         }
         let age_key = (now, state.sequence);
         state.sequence += 1;
@@ -473,7 +493,7 @@ impl Inner {
 
     fn complete(&self, state: &mut State, root: SpanData) {
         let trace_id = root.span_context.trace_id();
-        if state.dropped_set.contains(&trace_id) {
+        if state.dropped.contains(&trace_id) {
             state.unreported_spans += 1;
             return;
         }
@@ -484,11 +504,12 @@ impl Inner {
         let text = self.render(
             state.service_name.as_deref(),
             trace_id,
-            Some(Node::from_span(&root)),
+            Missing::Nothing(Node::from_span(&root)),
             nodes,
             dropped,
         );
         state.write(&text);
+        state.printed.insert(trace_id);
     }
 
     /// Prints every trace that has waited `max_age` for its root.
@@ -502,10 +523,15 @@ impl Inner {
 
     fn flush_incomplete(&self, state: &mut State, trace_id: TraceId) {
         if let Some(pending) = state.take_pending(trace_id) {
+            let late = state.printed.contains(&trace_id);
             let text = self.render(
                 state.service_name.as_deref(),
                 trace_id,
-                None,
+                if late {
+                    Missing::PrintedRoot
+                } else {
+                    Missing::Root
+                },
                 pending.nodes,
                 pending.dropped_spans,
             );
@@ -696,6 +722,16 @@ const YELLOW: &str = "\x1b[33m";
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
+/// What a printed trace lacks.
+enum Missing {
+    /// Complete: here is its local root.
+    Nothing(Node),
+    /// The root has not ended within `max_age` (or before shutdown).
+    Root,
+    /// These spans ended after their root, which was printed before them.
+    PrintedRoot,
+}
+
 /// One list of siblings being drawn: runs of `(first index in kids, length)`.
 struct Frame {
     kids: Vec<usize>,
@@ -713,15 +749,19 @@ impl Inner {
         &self,
         service_name: Option<&str>,
         trace_id: TraceId,
-        root: Option<Node>,
+        root: Missing,
         mut nodes: Vec<Node>,
         dropped: u64,
     ) -> String {
         let color = self.config.color;
-        let root_index = root.map(|root| {
-            nodes.push(root);
-            nodes.len() - 1
-        });
+        let late = matches!(root, Missing::PrintedRoot);
+        let root_index = match root {
+            Missing::Nothing(root) => {
+                nodes.push(root);
+                Some(nodes.len() - 1)
+            }
+            Missing::Root | Missing::PrintedRoot => None,
+        };
         let count = nodes.len();
         let mut index_of: HashMap<SpanId, usize> = HashMap::with_capacity(count);
         for (i, node) in nodes.iter().enumerate() {
@@ -796,6 +836,7 @@ impl Inner {
                     let _ = write!(out, "  (continues remote parent {})", root.parent_id);
                 }
             }
+            None if late => out.push_str("  (incomplete: ended after the root was printed)"),
             None => out.push_str("  (incomplete)"),
         }
         if dropped > 0 {
