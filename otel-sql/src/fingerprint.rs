@@ -471,6 +471,11 @@ impl<'a> Lexer<'a> {
         if self.src[self.pos] == b'0' && matches!(self.peek(1), b'x' | b'X' | b'b' | b'B') {
             self.pos += 2;
         }
+        self.number_from(start);
+    }
+
+    /// The rest of a number literal that began at `start`.
+    fn number_from(&mut self, start: usize) {
         while self.pos < self.src.len() {
             let c = self.src[self.pos];
             if is_ident_char(c) || c == b'.' {
@@ -565,11 +570,27 @@ impl<'a> Lexer<'a> {
 
     fn operator(&mut self) {
         let start = self.pos;
+        // A sign in front of a number where a value is expected (`= -1`, `(+2`) belongs to
+        // the literal, so `-1` and `1` share a shape.
+        if matches!(self.src[start], b'-' | b'+')
+            && (self.peek(1).is_ascii_digit()
+                || (self.peek(1) == b'.' && self.peek(2).is_ascii_digit()))
+            && !matches!(self.last, Some(Tok::Value | Tok::Ident | Tok::Close))
+        {
+            self.pos += 1;
+            if self.peek(0) == b'.' {
+                self.pos += 1;
+            }
+            self.number_from(start);
+            return;
+        }
         self.pos += 1;
         while self.pos < self.src.len() {
             let c = self.src[self.pos];
             let next = self.peek(1);
-            let stop = !is_operator_char(c)
+            let signed_number = matches!(c, b'-' | b'+') && next.is_ascii_digit();
+            let stop = signed_number
+                || !is_operator_char(c)
                 || (c == b'-' && next == b'-')
                 || (c == b'/' && next == b'*')
                 || (c == b'#' && self.dialect != Dialect::Postgres)
@@ -1115,6 +1136,10 @@ mod tests {
             "SELECT ?, ?, ?, ?, ?, ?, ?, NULL"
         );
         assert_eq!(s("SELECT 'it\\'s' FROM t"), "SELECT ? FROM t");
+        assert_eq!(
+            s("SELECT a-1, b - -2.5 FROM t WHERE c=-3 AND d IN (-1, +2)"),
+            "SELECT a - ?, b - ? FROM t WHERE c = ? AND d IN (?)"
+        );
         assert_eq!(
             s("SELECT $tag$ it's $$ $tag$, $$x$$ FROM t"),
             "SELECT ?, ? FROM t"

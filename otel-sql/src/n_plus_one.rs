@@ -104,7 +104,7 @@ fn key_column(sanitized: &str) -> Option<&str> {
     let idx = sanitized.rfind(" = ?")?;
     let before = &sanitized[..idx];
     let start = before
-        .rfind(|c: char| c == ' ' || c == '(' || c == ',')
+        .rfind([' ', '(', ','])
         .map_or(0, |i| i + 1);
     let col = &before[start..];
     (!col.is_empty()).then_some(col)

@@ -190,18 +190,15 @@ impl QueryGuard {
                 self.fp.summary().to_owned(),
             ));
         }
-        match error {
-            Some(e) => {
-                let (class, status) = classify(e);
-                span.record("otel.status_code", "error");
-                span.record(sc::ERROR_TYPE, &*class);
-                if let Some(code) = &status {
-                    span.record(sc::DB_RESPONSE_STATUS_CODE, code.as_str());
-                    attrs.push(KeyValue::new(sc::DB_RESPONSE_STATUS_CODE, code.clone()));
-                }
-                attrs.push(KeyValue::new(sc::ERROR_TYPE, class.into_owned()));
+        if let Some(e) = error {
+            let (class, status) = classify(e);
+            span.record("otel.status_code", "error");
+            span.record(sc::ERROR_TYPE, &*class);
+            if let Some(code) = &status {
+                span.record(sc::DB_RESPONSE_STATUS_CODE, code.as_str());
+                attrs.push(KeyValue::new(sc::DB_RESPONSE_STATUS_CODE, code.clone()));
             }
-            None => {}
+            attrs.push(KeyValue::new(sc::ERROR_TYPE, class.into_owned()));
         }
         self.shared.duration.record(duration.as_secs_f64(), &attrs);
 
@@ -224,7 +221,7 @@ impl QueryGuard {
                     started: self.started,
                     duration,
                     call_site: self.call_site,
-                    suggestion: suggestion.as_deref(),
+                    suggestion,
                 },
             );
         }
