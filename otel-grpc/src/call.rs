@@ -242,3 +242,67 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> Outcome {
 fn transport(code: Code, class: &'static str) -> Outcome {
     Outcome::Transport { code, class }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper(Box<dyn StdError + Send + Sync>);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+    impl StdError for Wrapper {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    fn io(kind: std::io::ErrorKind) -> Wrapper {
+        Wrapper(Box::new(std::io::Error::from(kind)))
+    }
+
+    #[test]
+    fn classify_table() {
+        use std::io::ErrorKind::*;
+        let cases: Vec<(Box<dyn StdError>, Outcome)> = vec![
+            (
+                Box::new(io(ConnectionRefused)),
+                transport(Code::Unavailable, "connection_refused"),
+            ),
+            (
+                Box::new(io(ConnectionReset)),
+                transport(Code::Unavailable, "connection_reset"),
+            ),
+            (
+                Box::new(io(BrokenPipe)),
+                transport(Code::Unavailable, "connection_reset"),
+            ),
+            (
+                Box::new(io(TimedOut)),
+                transport(Code::DeadlineExceeded, "timeout"),
+            ),
+            (
+                Box::new(Wrapper(Box::new(tonic::TimeoutExpired(())))),
+                transport(Code::DeadlineExceeded, "timeout"),
+            ),
+            (
+                Box::new(tonic::Status::not_found("x")),
+                Outcome::Status(Code::NotFound),
+            ),
+            (
+                Box::new(Wrapper(Box::new(tonic::Status::aborted("x")))),
+                Outcome::Status(Code::Aborted),
+            ),
+            (
+                Box::new(io(PermissionDenied)),
+                transport(Code::Unknown, "_OTHER"),
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(classify(err.as_ref()), expected, "{err:?}");
+        }
+    }
+}

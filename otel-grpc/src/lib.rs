@@ -47,3 +47,8 @@ pub use body::ResponseBody;
 pub use call::BoxError;
 pub use client::{GrpcClient, GrpcClientLayer};
 pub use server::{GrpcServer, GrpcServerLayer};
+
+/// The README's example, compiled as a doc test so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

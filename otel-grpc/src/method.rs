@@ -166,4 +166,14 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_gives_a_bounded_name(path in "\\PC{0,400}") {
+            let m = RpcMethod::from_path(&path);
+            proptest::prop_assert!(m.full_name().len() <= MAX_METHOD_LEN);
+            proptest::prop_assert!(m.original().is_none_or(|o| o.len() <= MAX_METHOD_LEN));
+            proptest::prop_assert!(m.span_name().bytes().all(|b| b.is_ascii_graphic()));
+        }
+    }
 }
