@@ -528,6 +528,47 @@ fn findings_are_made_at_most_once_per_scope_shape_and_kind() {
     );
 }
 
+#[tokio::test]
+async fn finish_records_the_findings_and_lets_the_span_end_while_the_scope_lives_on() {
+    let telemetry = TestTelemetry::new();
+    let t0 = Instant::now();
+    let span = tracing::info_span!("GET /export");
+    let scope = Scope::with_config(span.clone(), warn().build().unwrap());
+    let kept_by_a_background_task = scope.clone();
+    let cx = span.context().with_value(scope);
+    async move {
+        for i in 0..7 {
+            query(COMMENTS, ShapeKind::Read, t0 + ms(3 * i), 1, Some(i));
+        }
+    }
+    .with_context(cx)
+    .instrument(span)
+    .await;
+    assert!(
+        telemetry.spans_named("GET /export").is_empty(),
+        "the scope still holds the span"
+    );
+
+    kept_by_a_background_task.finish();
+    let span = telemetry.span("GET /export");
+    assert_eq!(
+        TestTelemetry::attr(&span, N_PLUS_ONE_COUNT),
+        Some(Value::I64(7))
+    );
+    assert_eq!(n_plus_one_events(&span).len(), 1);
+
+    // still counting, no longer recording (and no second event when the scope drops)
+    let background = Context::new().with_value(kept_by_a_background_task.clone());
+    repeated_shape::observe(
+        &background,
+        &observation(COMMENTS, ShapeKind::Read, t0 + ms(100), 1, None),
+    );
+    drop(background);
+    assert_eq!(kept_by_a_background_task.findings()[0].count, 8);
+    drop(kept_by_a_background_task);
+    assert_eq!(telemetry.spans_named("GET /export").len(), 1);
+}
+
 // ---- helpers --------------------------------------------------------------------------------
 
 fn warn() -> DetectorConfigBuilder {

@@ -309,14 +309,11 @@ impl DetectorConfigBuilder {
 /// Replaces the process-wide configuration (used by scopes without their own and by the
 /// fallback scopes). Until it is called, [`DetectorConfig::default_for_build`] applies.
 pub fn set_config(config: DetectorConfig) {
-    let global = &*GLOBAL;
     let enabled = !config.mode.is_off();
-    *global.config.write() = Arc::new(config);
-    if enabled {
-        global.state.fetch_or(GLOBAL_ENABLED, Ordering::Relaxed);
-    } else {
-        global.state.fetch_and(!GLOBAL_ENABLED, Ordering::Relaxed);
-    }
+    let mut slot = GLOBAL.config.write();
+    *slot = Arc::new(config);
+    // Under the lock, so that concurrent calls leave the bit matching the last config.
+    set_global_enabled(enabled);
 }
 
 /// Parses `OTEL_N_PLUS_ONE`: `Ok(None)` when unset or empty.
@@ -329,26 +326,24 @@ pub fn mode_from_env() -> Result<Option<Mode>, ConfigError> {
 
 // ---- process-wide state ---------------------------------------------------------------------
 
-/// Bit 0 of [`Global::state`]: the global mode is not `Off`.
+/// Bit 0 of [`STATE`]: the global mode is (or, before [`GLOBAL`] is initialised, may be) not
+/// `Off`.
 const GLOBAL_ENABLED: usize = 1;
-/// Each live scope with its own enabled configuration adds this to [`Global::state`].
+/// Each live scope with its own enabled configuration adds this to [`STATE`].
 const OVERRIDE_UNIT: usize = 2;
 
+/// Zero when nothing can count: the one atomic load `observe` does in `Off` mode. Starts as
+/// "maybe enabled" so that the first `observe` initialises [`GLOBAL`], which corrects it.
+pub(crate) static STATE: AtomicUsize = AtomicUsize::new(GLOBAL_ENABLED);
+
 pub(crate) struct Global {
-    /// Zero when nothing can count: the one atomic load `observe` does in `Off` mode.
-    pub(crate) state: AtomicUsize,
     pub(crate) config: RwLock<Arc<DetectorConfig>>,
 }
 
 pub(crate) static GLOBAL: LazyLock<Global> = LazyLock::new(|| {
     let config = DetectorConfig::default_for_build();
-    let state = if config.mode.is_off() {
-        0
-    } else {
-        GLOBAL_ENABLED
-    };
+    set_global_enabled(!config.mode.is_off());
     Global {
-        state: AtomicUsize::new(state),
         config: RwLock::new(Arc::new(config)),
     }
 });
@@ -365,13 +360,21 @@ pub(crate) fn register_override(config: &DetectorConfig) -> bool {
     if config.mode.is_off() {
         return false;
     }
-    GLOBAL.state.fetch_add(OVERRIDE_UNIT, Ordering::Relaxed);
+    STATE.fetch_add(OVERRIDE_UNIT, Ordering::Relaxed);
     true
 }
 
 /// Undoes [`register_override`].
 pub(crate) fn unregister_override() {
-    GLOBAL.state.fetch_sub(OVERRIDE_UNIT, Ordering::Relaxed);
+    STATE.fetch_sub(OVERRIDE_UNIT, Ordering::Relaxed);
+}
+
+fn set_global_enabled(enabled: bool) {
+    if enabled {
+        STATE.fetch_or(GLOBAL_ENABLED, Ordering::Relaxed);
+    } else {
+        STATE.fetch_and(!GLOBAL_ENABLED, Ordering::Relaxed);
+    }
 }
 
 /// The counter every finding increments (attribute `n_plus_one.kind`).

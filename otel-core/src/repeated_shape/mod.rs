@@ -72,8 +72,7 @@ use config::GLOBAL;
 /// inside or just after the operation's own span: repeats are grouped by the span that issued
 /// them (the parent of the current `tracing` span).
 pub fn observe(cx: &Context, obs: &Observation<'_>) {
-    let global = &*GLOBAL;
-    if global.state.load(Ordering::Relaxed) == 0 || obs.kind == ShapeKind::Ignored {
+    if config::STATE.load(Ordering::Relaxed) == 0 || obs.kind == ShapeKind::Ignored {
         return;
     }
     if let Some(scope) = cx.get::<Scope>() {
@@ -86,7 +85,7 @@ pub fn observe(cx: &Context, obs: &Observation<'_>) {
     if !span_context.is_valid() {
         return;
     }
-    let config = global.config();
+    let config = GLOBAL.config();
     if matches!(config.mode, Mode::Off) {
         return;
     }

@@ -34,9 +34,14 @@ use super::report;
 
 /// One detection scope, usually one request. Cheap to clone (all clones share the counters).
 ///
-/// When the last clone is dropped (the request's context is gone), the findings are recorded
-/// with their final counts on the scope span: one `n_plus_one.detected` event per finding,
-/// `n_plus_one.*` attributes of the largest finding and `n_plus_one.findings`.
+/// When the last clone is dropped (the request's context is gone) or at [`Scope::finish`], the
+/// findings are recorded with their final counts on the scope span: one `n_plus_one.detected`
+/// event per finding, `n_plus_one.*` attributes of the largest finding and
+/// `n_plus_one.findings`.
+///
+/// The scope holds a handle of its span until then, so never put a scope into the context
+/// of its own span (`span.set_parent(cx.with_value(scope))`): that is a cycle and the span
+/// never ends. Attach the scope's context inside the span instead, as in the module example.
 #[derive(Clone)]
 pub struct Scope {
     pub(crate) inner: Arc<ScopeInner>,
@@ -79,6 +84,15 @@ impl Scope {
             .into_iter()
             .map(|snapshot| snapshot.finding)
             .collect()
+    }
+
+    /// Records the findings with their current counts on the scope span now (instead of when
+    /// the last clone is dropped) and lets go of the span, so that it can end. Later
+    /// observations still count (see [`findings`](Scope::findings)) but are no longer
+    /// recorded on the span. Call it when the request is over if the scope may outlive it
+    /// (e.g. it sits in a context kept by a background task).
+    pub fn finish(&self) {
+        self.inner.finish();
     }
 
     /// Whether this is an [`ignore`](Scope::ignore) scope.
@@ -125,7 +139,8 @@ pub(crate) enum Kind {
 }
 
 pub(crate) struct ScopeInner {
-    span: tracing::Span,
+    /// Taken when the findings are recorded on it (at [`Scope::finish`] or drop).
+    span: Mutex<Option<tracing::Span>>,
     name: Option<Cow<'static, str>>,
     /// The scope span's metadata: operations issued directly under it count as the scope's.
     span_metadata: ParentSpan,
@@ -147,7 +162,7 @@ impl Scope {
             inner: Arc::new(ScopeInner {
                 name: span_metadata.map(|m| Cow::Borrowed(m.name())),
                 span_metadata,
-                span,
+                span: Mutex::new(Some(span)),
                 kind,
                 config,
                 registered_override,
@@ -186,20 +201,29 @@ impl ScopeInner {
     }
 }
 
+impl ScopeInner {
+    /// Records the findings on the scope span, once: the first call takes the span.
+    fn finish(&self) {
+        if self.kind == Kind::Ignore {
+            return;
+        }
+        let Some(span) = self.span.lock().take() else {
+            return;
+        };
+        let snapshots = self.state.lock().snapshots(self.name.as_deref());
+        if !snapshots.is_empty() {
+            report::scope_ended(&self.config(), &span, &snapshots);
+        }
+        // `span` is dropped here, after its attributes are set: it may end now.
+    }
+}
+
 impl Drop for ScopeInner {
     fn drop(&mut self) {
         if self.registered_override {
             config::unregister_override();
         }
-        if self.kind == Kind::Ignore {
-            return;
-        }
-        let snapshots = self.state.get_mut().snapshots(self.name.as_deref());
-        if snapshots.is_empty() {
-            return;
-        }
-        let config = self.config();
-        report::scope_ended(&config, &self.span, &snapshots);
+        self.finish();
     }
 }
 
