@@ -28,3 +28,8 @@ pub use database::TracedDatabase;
 pub use n_plus_one::{assert_no_n_plus_one, n_plus_one_findings};
 pub use pool::{TracedPool, TracedPoolBuilder};
 pub use query_counter::{QueryCounter, count_queries};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
