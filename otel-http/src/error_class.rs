@@ -23,10 +23,10 @@ pub fn classify(err: &(dyn Error + 'static)) -> &'static str {
     let mut current: Option<&(dyn Error + 'static)> = Some(err);
     let mut by_message = None;
     while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(class) = classify_io_kind(io.kind()) {
-                return class;
-            }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(class) = classify_io_kind(io.kind())
+        {
+            return class;
         }
         if e.is::<tokio::time::error::Elapsed>() {
             return error_type::TIMEOUT;

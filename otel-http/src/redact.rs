@@ -143,7 +143,7 @@ impl QueryRedactor {
         let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
         let decoded = decoded.replace('+', " ");
         let lower = decoded.trim().to_ascii_lowercase();
-        self.keys.iter().any(|k| *k == lower)
+        self.keys.contains(&lower)
     }
 
     /// `query` with the value of every configured key replaced by [`REDACTED`]; the result

@@ -105,6 +105,7 @@ impl<S> Layer<S> for HttpServerLayer {
 }
 
 /// Builder of [`HttpServerLayer`].
+#[derive(Default)]
 pub struct HttpServerLayerBuilder {
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     request_id: RequestIdConfig,
@@ -117,24 +118,6 @@ pub struct HttpServerLayerBuilder {
     filter: Option<Arc<RequestFilter>>,
     trust_forwarded: bool,
     traceparent_in_response: bool,
-}
-
-impl Default for HttpServerLayerBuilder {
-    fn default() -> Self {
-        HttpServerLayerBuilder {
-            propagator: None,
-            request_id: RequestIdConfig::default(),
-            metrics: None,
-            request_headers: Vec::new(),
-            response_headers: Vec::new(),
-            capture_query: false,
-            query_redactor: QueryRedactor::default(),
-            route_extractor: None,
-            filter: None,
-            trust_forwarded: false,
-            traceparent_in_response: false,
-        }
-    }
 }
 
 impl HttpServerLayerBuilder {
@@ -312,7 +295,7 @@ where
             accepted.as_ref().map(|a| a.id.clone()),
         );
         match decision {
-            Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
+            Decision::Disabled => ResponseFuture::passthrough(self.inner.call(req)),
             Decision::Sampled(cx) => {
                 let span = tracing::info_span!(
                     target: "otel_http",
