@@ -42,7 +42,7 @@ use crate::conventions::{
     SERVER_PORT, SemconvMode,
 };
 use crate::method::{MAX_HOST_LEN, RpcMethod, truncate};
-use crate::status::{Side, code_from_headers};
+use crate::status::{Side, code_from_headers, code_from_http_status};
 
 /// Tower layer that records every gRPC call a server handles. See the [module docs](self).
 #[derive(Clone)]
@@ -269,8 +269,11 @@ where
                     response.headers_mut().entry(name).or_insert(value);
                 }
                 let mut call = this.call.take();
-                // A trailers-only response carries the status in its headers: the call ends here.
+                // A trailers-only response carries the status in its headers, and a non-200
+                // answer without one came from something else than a gRPC server (a proxy):
+                // either way the call ends here.
                 if let Some(code) = code_from_headers(response.headers())
+                    .or_else(|| code_from_http_status(response.status()))
                     && let Some(call) = call.take()
                 {
                     call.finish(Outcome::Status(code));

@@ -75,6 +75,21 @@ pub fn code_from_headers(headers: &HeaderMap) -> Option<Code> {
     Some(parse_code(value.as_bytes()))
 }
 
+/// The status of a response that carries no `grpc-status` although its HTTP status says it
+/// failed (a proxy or load balancer answered instead of the gRPC server), mapped as the gRPC
+/// specification ("HTTP to gRPC status code mapping") says. `None` for `200 OK`.
+pub fn code_from_http_status(status: http::StatusCode) -> Option<Code> {
+    Some(match status.as_u16() {
+        200 => return None,
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    })
+}
+
 /// All 17 status codes, in numeric order.
 pub const ALL_CODES: [Code; 17] = [
     Code::Ok,
@@ -122,6 +137,27 @@ mod tests {
         }
         assert_eq!(code_name(Code::Unauthenticated), "UNAUTHENTICATED");
         assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+    }
+
+    #[test]
+    fn http_status_mapping() {
+        let table = [
+            (200, None),
+            (400, Some(Code::Internal)),
+            (401, Some(Code::Unauthenticated)),
+            (403, Some(Code::PermissionDenied)),
+            (404, Some(Code::Unimplemented)),
+            (429, Some(Code::Unavailable)),
+            (502, Some(Code::Unavailable)),
+            (503, Some(Code::Unavailable)),
+            (504, Some(Code::Unavailable)),
+            (500, Some(Code::Unknown)),
+            (302, Some(Code::Unknown)),
+        ];
+        for (status, code) in table {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            assert_eq!(code_from_http_status(status), code, "{status}");
+        }
     }
 
     #[test]

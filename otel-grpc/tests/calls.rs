@@ -778,3 +778,84 @@ async fn unsampled_client_forwards_traceparent_with_flag_00_and_the_request_id()
         1
     );
 }
+
+#[tokio::test]
+async fn http_error_without_grpc_status_maps_to_a_grpc_code() {
+    // A proxy answering 503 instead of the gRPC server: no `grpc-status` anywhere.
+    let telemetry = TestTelemetry::new();
+    let inner = tower::service_fn(
+        |_req: tonic::codegen::http::Request<tonic::body::Body>| async {
+            let mut response = tonic::codegen::http::Response::new(tonic::body::Body::empty());
+            *response.status_mut() = tonic::codegen::http::StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    );
+    let svc = tower::ServiceBuilder::new()
+        .layer(
+            otel_grpc::GrpcClientLayer::new()
+                .propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new())
+                .meter_provider(telemetry.meter_provider().clone()),
+        )
+        .service(inner);
+    let request = tonic::codegen::http::Request::builder()
+        .uri("/test.Probe/Fail")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    tower::ServiceExt::oneshot(svc, request).await.unwrap();
+
+    let span = telemetry.span("test.Probe/Fail");
+    assert_eq!(
+        str_attr(&span, "rpc.response.status_code").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert_eq!(
+        str_attr(&span, "error.type").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert!(is_error(&span));
+}
+
+#[tokio::test]
+async fn invalid_incoming_request_id_is_replaced_and_flagged() {
+    let telemetry = TestTelemetry::new();
+    let addr = serve(server_layer(&telemetry)).await;
+    let mut plain = tonic::client::Grpc::new(channel(addr).await);
+    let mut request = tonic::Request::new(Probe::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "has \"quotes\" and spaces".parse().unwrap());
+    plain.ready().await.unwrap();
+    let response = plain
+        .unary(
+            request,
+            tonic::codegen::http::uri::PathAndQuery::from_static("/test.Probe/WhoAmI"),
+            tonic_prost::ProstCodec::<Probe, Probe>::default(),
+        )
+        .await
+        .unwrap();
+    let mut parts = response.get_ref().text.split('|');
+    let (from_context, from_header) = (parts.next().unwrap(), parts.next().unwrap());
+    assert_eq!(from_context.len(), 36, "a generated UUID: {from_context}");
+    assert_eq!(
+        from_context, from_header,
+        "the handler sees the replacement only"
+    );
+
+    let spans = wait_for_spans(&telemetry, "test.Probe/WhoAmI", 1).await;
+    let server = by_kind(&spans, "test.Probe/WhoAmI", SpanKind::Server);
+    assert_eq!(
+        str_attr(&server, "request.id").as_deref(),
+        Some(from_context)
+    );
+    assert_eq!(
+        otel_core::testing::TestTelemetry::attr(&server, "request.id.rejected"),
+        Some(opentelemetry::Value::Bool(true))
+    );
+    assert!(
+        server
+            .attributes
+            .iter()
+            .all(|kv| !kv.value.as_str().contains("quotes")),
+        "the rejected value is never recorded"
+    );
+}
