@@ -569,6 +569,36 @@ async fn finish_records_the_findings_and_lets_the_span_end_while_the_scope_lives
     assert_eq!(telemetry.spans_named("GET /export").len(), 1);
 }
 
+#[test]
+fn observations_from_many_threads_count_exactly_once_each() {
+    let scope = Scope::with_config(tracing::Span::none(), warn().build().unwrap());
+    let t0 = Instant::now();
+    std::thread::scope(|threads| {
+        for thread in 0..8u64 {
+            let cx = Context::new().with_value(scope.clone());
+            threads.spawn(move || {
+                for i in 0..100 {
+                    let started = t0 + ms(1000 * thread + 3 * i);
+                    repeated_shape::observe(
+                        &cx,
+                        &observation(
+                            COMMENTS,
+                            ShapeKind::Read,
+                            started,
+                            1,
+                            Some(thread * 1000 + i),
+                        ),
+                    );
+                }
+            });
+        }
+    });
+    let findings = scope.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].count, 800);
+    assert_eq!(findings[0].total_duration, ms(800));
+}
+
 // ---- helpers --------------------------------------------------------------------------------
 
 fn warn() -> DetectorConfigBuilder {

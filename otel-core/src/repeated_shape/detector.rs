@@ -412,4 +412,48 @@ mod tests {
         assert_eq!(truncate("héllo", 3), "hé");
         assert_eq!(truncate("abc", 10), "abc");
     }
+
+    proptest::proptest! {
+        /// Any sequence of observations: no panic, the caps hold, and each (shape, kind) is
+        /// reported at most once.
+        #[test]
+        fn any_input_is_counted_within_bounds(
+            ops in proptest::collection::vec(
+                (".{0,80}", 0u64..20, 0u8..4, proptest::option::of(0u64..4), 0u64..1_000_000, proptest::num::u64::ANY, 0usize..4),
+                0..200,
+            )
+        ) {
+            let config = DetectorConfig::builder()
+                .mode(super::super::Mode::Warn)
+                .max_shapes_per_scope(8)
+                .max_shape_len(16)
+                .build()
+                .unwrap();
+            let parents = [None, Some(tracing::Span::current().metadata()).flatten()];
+            let mut state = ScopeState::default();
+            let t0 = Instant::now();
+            let mut reported = std::collections::HashSet::new();
+            for (shape, fingerprint, kind, values, start_us, duration_ns, parent) in &ops {
+                let kind = [ShapeKind::Read, ShapeKind::Write, ShapeKind::HttpCall, ShapeKind::Ignored][*kind as usize];
+                let obs = Observation {
+                    shape,
+                    fingerprint: *fingerprint,
+                    kind,
+                    values_hash: *values,
+                    started: t0 + Duration::from_micros(*start_us),
+                    duration: Duration::from_nanos(*duration_ns),
+                    call_site: None,
+                    suggestion: Some(shape),
+                };
+                for finding in state.record(&config, parents[parent % 2], &obs, None) {
+                    proptest::prop_assert!(reported.insert((finding.shape.clone(), *fingerprint, finding.kind)));
+                    proptest::prop_assert!(finding.shape.len() <= 16);
+                }
+            }
+            proptest::prop_assert!(state.tracked_shapes() <= 8);
+            for snapshot in state.snapshots(None) {
+                proptest::prop_assert!(snapshot.finding.count >= snapshot.count_at_threshold);
+            }
+        }
+    }
 }
