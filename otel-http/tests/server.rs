@@ -443,3 +443,65 @@ async fn hyper_server_with_route_extractor_and_filter() {
         )
     );
 }
+
+#[tokio::test]
+async fn without_an_opentelemetry_subscriber_context_and_request_id_still_flow() {
+    // No TestTelemetry: the thread has no subscriber, every `tracing` span is disabled.
+    let tracecontext =
+        || otel_core::propagation::CompositePropagator::from_names("tracecontext").unwrap();
+    let downstream = serve(Router::new().route(
+        "/echo",
+        get(|headers: http::HeaderMap| async move {
+            format!(
+                "{} {}",
+                headers["traceparent"].to_str().unwrap(),
+                headers["x-request-id"].to_str().unwrap()
+            )
+        }),
+    ))
+    .await;
+    let app = Router::new()
+        .route(
+            "/call",
+            get(move || async move {
+                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                    .with(
+                        otel_http::reqwest::TracingMiddleware::builder()
+                            .propagator(tracecontext())
+                            .build(),
+                    )
+                    .build();
+                client
+                    .get(format!("http://{downstream}/echo"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }),
+        )
+        .layer(
+            HttpServerLayer::builder()
+                .propagator(tracecontext())
+                .build(),
+        );
+    let addr = serve(app).await;
+    let body = reqwest::Client::new()
+        .get(format!("http://{addr}/call"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("x-request-id", "no-otel-1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 no-otel-1"
+    );
+}

@@ -319,10 +319,17 @@ where
                     { attributes::REQUEST_ID_REJECTED } = Empty,
                     { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
                 );
-                let _ = span.set_parent(with_id(cx));
+                let cx = with_id(cx);
+                // When the span is filtered out or no OpenTelemetry layer is installed, the
+                // span cannot carry the context: attach it instead, so the request id and the
+                // trace still reach downstream calls.
+                if span.is_disabled() || span.set_parent(cx.clone()).is_err() {
+                    tracked.cx = Some(cx);
+                }
                 config.record_request(&span, &req, accepted.as_ref());
                 let future = {
                     let _entered = span.enter();
+                    let _attached = tracked.cx.as_ref().map(|cx| cx.clone().attach());
                     self.inner.call(req)
                 };
                 tracked.span = Some(span);
