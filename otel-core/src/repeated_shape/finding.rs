@@ -18,7 +18,10 @@ pub enum FindingKind {
     NPlusOne,
     /// The same shape ran with the same values at least `duplicate_threshold` times.
     Duplicate,
-    /// The same read shape ran at least `n_plus_one_threshold` times, mostly concurrently.
+    /// The same read shape ran at least `n_plus_one_threshold` times, mostly concurrently:
+    /// decided when the threshold is crossed, a repeat that started before an earlier one
+    /// ended overlapped, and when at least half of the repeats overlapped the finding is
+    /// `fan_out` instead of `n_plus_one` (one of the two per shape).
     FanOut,
     /// The same write shape ran at least `unbatched_write_threshold` times.
     UnbatchedWrite,

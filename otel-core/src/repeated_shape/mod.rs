@@ -33,9 +33,21 @@
 //! # });
 //! ```
 //!
-//! Modes ([`Mode`]): `Warn` in debug builds, `Off` in release builds, `OTEL_N_PLUS_ONE=off|warn|panic`
-//! overrides ([`DetectorConfig::default_for_build`]), [`set_config`] wins. `Off` costs one
-//! atomic load per [`observe`].
+//! Modes ([`Mode`]): `Warn` in debug builds, `Off` in release builds,
+//! `OTEL_N_PLUS_ONE=off|warn|panic` overrides ([`DetectorConfig::default_for_build`]), a mode
+//! set in code ([`set_config`], [`Scope::with_config`]) wins. `Off` costs one atomic load
+//! per [`observe`].
+//!
+//! When a finding is reported: at its threshold (5th repeat by default) the
+//! `n_plus_one.findings` counter is incremented and the mode acts with the count so far
+//! (`Warn` logs on target `otel_core::n_plus_one`, `Panic` panics, `Callback` is called);
+//! when the scope ends ([`Scope::finish`] or its last clone dropped) the scope span gets one
+//! `n_plus_one.detected` event per finding and the `n_plus_one.*` attributes of the largest,
+//! all with the final counts, and `Warn` logs once more if the count grew. The names are in
+//! [`crate::attributes`].
+//!
+//! Memory is bounded: per scope by `max_shapes_per_scope` (and `max_shape_len`, and
+//! [`MAX_VALUES_PER_SHAPE`]), globally by `max_scopes` fallback scopes.
 
 mod config;
 mod detector;
