@@ -278,7 +278,7 @@ pub(crate) fn record_rejection(open: &CircuitOpen) {
         otel.name = %format_args!("circuit_breaker {}", open.name()),
         otel.kind = "internal",
         otel.status_code = "ERROR",
-        otel.status_message = %open,
+        otel.status_description = %open,
         { attributes::CIRCUIT_BREAKER_NAME } = open.name(),
         { attributes::CIRCUIT_BREAKER_STATE } = open.state().as_str(),
         { attributes::CIRCUIT_BREAKER_NEXT_PROBE_MS } = next_probe_ms,

@@ -103,11 +103,15 @@ impl Middleware for RetryMiddleware {
         let method = req.method().clone();
         async move {
             let mut current = req;
+            // Each attempt starts from the caller's extensions: what the layers below pushed
+            // for one attempt (breaker attributes) must not leak into the next.
+            let base = extensions.clone();
             loop {
                 let spare = current.try_clone();
                 call.state.attempts += 1;
                 shared.count_attempt(call.state.attempts);
                 if call.state.attempts > 1 {
+                    *extensions = base.clone();
                     extensions.insert(ResendCount(call.state.attempts - 1));
                 }
                 let result = next.clone().run(current, extensions).await;
@@ -136,22 +140,18 @@ impl Middleware for RetryMiddleware {
                         current = spare.expect("replayable checked by on_failure");
                     }
                     None => {
+                        if !call.budget_exhausted() {
+                            return result;
+                        }
                         return result.map_err(|e| {
-                            let boxed: tower::BoxError = match e {
+                            let attempts = call.state.attempts;
+                            let source: tower::BoxError = match e {
                                 reqwest_middleware::Error::Reqwest(e) => Box::new(e),
                                 reqwest_middleware::Error::Middleware(e) => e.into(),
                             };
-                            match call.wrap_error(boxed).downcast::<RetryBudgetExhausted>() {
-                                Ok(exhausted) => {
-                                    reqwest_middleware::Error::Middleware((*exhausted).into())
-                                }
-                                Err(original) => match original.downcast::<reqwest::Error>() {
-                                    Ok(e) => reqwest_middleware::Error::Reqwest(*e),
-                                    Err(other) => reqwest_middleware::Error::Middleware(
-                                        anyhow_from_box(other),
-                                    ),
-                                },
-                            }
+                            reqwest_middleware::Error::Middleware(
+                                RetryBudgetExhausted { attempts, source }.into(),
+                            )
                         });
                     }
                 }
@@ -201,10 +201,4 @@ impl Middleware for CircuitBreakerMiddleware {
         permit.record(success);
         result
     }
-}
-
-// ---- helpers ----------------------------------------------------------------------------
-
-fn anyhow_from_box(e: tower::BoxError) -> anyhow::Error {
-    anyhow::Error::from_boxed(e)
 }

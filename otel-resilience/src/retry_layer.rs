@@ -487,6 +487,12 @@ impl LogicalCall {
         self.span.record("otel.status_code", "ERROR");
     }
 
+    /// Whether the budget stopped the call.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn budget_exhausted(&self) -> bool {
+        self.budget_exhausted
+    }
+
     /// Wraps the last error in [`RetryBudgetExhausted`] when the budget stopped the call.
     pub(crate) fn wrap_error(&self, e: BoxError) -> BoxError {
         if self.budget_exhausted {
