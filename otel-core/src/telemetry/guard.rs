@@ -24,6 +24,10 @@ pub const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Returned by [`Telemetry::install`](super::Telemetry::install): flushes pending spans and
 /// shuts the SDK down when dropped (waiting at most [`DROP_SHUTDOWN_TIMEOUT`]), or when
 /// [`shutdown`](Self::shutdown) is called with a timeout of your choice.
+///
+/// With OTLP/gRPC the last export runs on the tokio runtime: on a current-thread runtime,
+/// shut down from `tokio::task::spawn_blocking` (or let the guard drop after the runtime's
+/// work is done on a multi-thread runtime), else the export can only finish at the timeout.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts telemetry down at once"]
 pub struct TelemetryGuard {

@@ -43,17 +43,34 @@ use crate::attributes::REQUEST_ID;
 /// A type-erased layer, as returned by [`log_layer`] and [`log_layer_with`].
 pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 
-/// Text log lines on stdout, with `trace_id`, `span_id` and `request_id` inside a request.
+/// Text log lines on stdout, with `trace_id`, `span_id` and `request_id` inside a request;
+/// coloured when stdout is a terminal and `NO_COLOR` is unset.
 pub fn log_layer<S>() -> BoxedLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    log_layer_with(LogFormat::Text, std::io::stdout)
+    log_layer_inner(LogFormat::Text, std::io::stdout, stdout_wants_colour())
 }
 
 /// Log lines in `format` written to `writer` (anything `tracing-subscriber` accepts as a
-/// [`MakeWriter`]: `std::io::stderr`, a non-blocking appender, a test buffer).
+/// [`MakeWriter`]: `std::io::stderr`, a non-blocking appender, a test buffer), without colour.
 pub fn log_layer_with<S, W>(format: LogFormat, writer: W) -> BoxedLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    log_layer_inner(format, writer, false)
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/// Whether log lines on stdout should carry ANSI colours.
+pub(crate) fn stdout_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+pub(crate) fn log_layer_inner<S, W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -65,10 +82,10 @@ where
     match format {
         LogFormat::Text => {
             let fmt = tracing_subscriber::fmt::layer()
-                .with_ansi(false)
+                .with_ansi(ansi)
                 .with_writer(writer)
                 .event_format(Correlated {
-                    inner: format::Format::default().with_ansi(false),
+                    inner: format::Format::default().with_ansi(ansi),
                     json: false,
                     dispatch,
                 });
@@ -87,8 +104,6 @@ where
         }
     }
 }
-
-// ---- helpers --------------------------------------------------------------------------------
 
 /// The `request.id` value recorded on a span, kept in the span's extensions.
 #[derive(Debug, Clone)]

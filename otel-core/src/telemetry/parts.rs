@@ -36,7 +36,7 @@ use super::error::SetupError;
 use super::export_queue::{BoundedBatchProcessor, DroppedSpans};
 use super::filter::{dropped_span_targets, dropped_targets_warning, env_filter_from};
 use super::guard::TelemetryGuard;
-use super::logs::log_layer_with;
+use super::logs::{log_layer_inner, log_layer_with, stdout_wants_colour};
 use crate::propagation::CompositePropagator;
 use crate::sampling::{self, PreSampled};
 
@@ -135,8 +135,10 @@ pub(crate) fn build(
 ) -> Result<TelemetryParts, SetupError> {
     let filter_setting = "RUST_LOG / Telemetry::log_filter";
     let filter = env_filter_from(&settings.log_filter, filter_setting)?;
-    let writer = writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
-    let logs = log_layer_with(settings.log_format, writer);
+    let logs = match writer {
+        Some(writer) => log_layer_with(settings.log_format, writer),
+        None => log_layer_inner(settings.log_format, std::io::stdout, stdout_wants_colour()),
+    };
 
     let (provider, dropped, propagator) = if settings.disabled {
         (None, None, None)
