@@ -34,3 +34,8 @@ pub mod shape;
 pub use client::{ClientBuilder, HttpClientLayer, HttpClientService};
 pub use server::{HttpServerLayer, HttpServerLayerBuilder, HttpServerService};
 pub use shape::call_shape;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
