@@ -227,27 +227,37 @@ where
                     { LEGACY_RPC_SERVICE } = Empty,
                     { LEGACY_RPC_GRPC_STATUS_CODE } = Empty,
                 );
-                let _ = span.set_parent(cx);
-                if let Some(ResendCount(n)) = req.extensions().get::<ResendCount>()
-                    && *n > 0
-                {
-                    span.record(RESEND_COUNT, i64::from(*n));
-                }
-                if let Some(SpanAttributes(attributes)) = req.extensions().get::<SpanAttributes>() {
-                    for kv in attributes {
-                        span.set_attribute(kv.key.clone(), kv.value.clone());
+                if span.set_parent(cx.clone()).is_err() {
+                    // The span is filtered out (or no OpenTelemetry layer is installed): go on as
+                    // for an unsampled call, so the trace context and request id still flow.
+                    if propagate {
+                        self.config.inject(&cx, req.headers_mut());
                     }
-                }
-                if mode == SemconvMode::Duplicate {
-                    span.record(LEGACY_RPC_SYSTEM, GRPC);
-                    if let Some(service) = method.service() {
-                        span.record(LEGACY_RPC_SERVICE, service);
+                    Scope::Context(cx)
+                } else {
+                    if let Some(ResendCount(n)) = req.extensions().get::<ResendCount>()
+                        && *n > 0
+                    {
+                        span.record(RESEND_COUNT, i64::from(*n));
                     }
+                    if let Some(SpanAttributes(attributes)) =
+                        req.extensions().get::<SpanAttributes>()
+                    {
+                        for kv in attributes {
+                            span.set_attribute(kv.key.clone(), kv.value.clone());
+                        }
+                    }
+                    if mode == SemconvMode::Duplicate {
+                        span.record(LEGACY_RPC_SYSTEM, GRPC);
+                        if let Some(service) = method.service() {
+                            span.record(LEGACY_RPC_SERVICE, service);
+                        }
+                    }
+                    if propagate {
+                        self.config.inject(&span.context(), req.headers_mut());
+                    }
+                    Scope::Span(span)
                 }
-                if propagate {
-                    self.config.inject(&span.context(), req.headers_mut());
-                }
-                Scope::Span(span)
             }
         };
         if propagate && let Some(id) = &request_id {

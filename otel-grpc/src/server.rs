@@ -182,24 +182,28 @@ where
                     { LEGACY_RPC_SERVICE } = Empty,
                     { LEGACY_RPC_GRPC_STATUS_CODE } = Empty,
                 );
-                // Fails only when no OpenTelemetry layer is installed: nothing to link then.
-                let _ = span.set_parent(cx);
-                if let Some(authority) = req.uri().authority() {
-                    span.record(SERVER_ADDRESS, truncate(authority.host(), MAX_HOST_LEN));
-                    if let Some(port) = authority.port_u16() {
-                        span.record(SERVER_PORT, i64::from(port));
+                if span.set_parent(cx.clone()).is_err() {
+                    // The span is filtered out (or no OpenTelemetry layer is installed): go on as
+                    // for an unsampled call, so the trace context and request id still flow.
+                    Scope::Context(cx)
+                } else {
+                    if let Some(authority) = req.uri().authority() {
+                        span.record(SERVER_ADDRESS, truncate(authority.host(), MAX_HOST_LEN));
+                        if let Some(port) = authority.port_u16() {
+                            span.record(SERVER_PORT, i64::from(port));
+                        }
                     }
-                }
-                if accepted.outcome == IdOutcome::Rejected {
-                    span.record(REQUEST_ID_REJECTED, true);
-                }
-                if mode == SemconvMode::Duplicate {
-                    span.record(LEGACY_RPC_SYSTEM, GRPC);
-                    if let Some(service) = method.service() {
-                        span.record(LEGACY_RPC_SERVICE, service);
+                    if accepted.outcome == IdOutcome::Rejected {
+                        span.record(REQUEST_ID_REJECTED, true);
                     }
+                    if mode == SemconvMode::Duplicate {
+                        span.record(LEGACY_RPC_SYSTEM, GRPC);
+                        if let Some(service) = method.service() {
+                            span.record(LEGACY_RPC_SERVICE, service);
+                        }
+                    }
+                    Scope::Span(span)
                 }
-                Scope::Span(span)
             }
         };
 

@@ -859,3 +859,54 @@ async fn invalid_incoming_request_id_is_replaced_and_flagged() {
         "the rejected value is never recorded"
     );
 }
+
+#[tokio::test]
+async fn without_a_subscriber_the_client_still_propagates_the_trace_and_request_id() {
+    // No `TestTelemetry`: the `tracing` span is disabled, so there is no span context to
+    // inject; the layer falls back to the decision's context.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let captured = seen.clone();
+    let inner = tower::service_fn(
+        move |req: tonic::codegen::http::Request<tonic::body::Body>| {
+            *captured.lock().unwrap() = Some(req.headers().clone());
+            async {
+                let mut response = tonic::codegen::http::Response::new(tonic::body::Body::empty());
+                response
+                    .headers_mut()
+                    .insert("grpc-status", "0".parse().unwrap());
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        },
+    );
+    let svc = tower::ServiceBuilder::new()
+        .layer(
+            otel_grpc::GrpcClientLayer::new()
+                .propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+        )
+        .service(inner);
+    let parent = opentelemetry::trace::SpanContext::new(
+        opentelemetry::trace::TraceId::from_hex(UNSAMPLED_TRACE).unwrap(),
+        opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        opentelemetry::trace::TraceFlags::SAMPLED,
+        true,
+        Default::default(),
+    );
+    let cx = Context::new()
+        .with_remote_span_context(parent)
+        .with_value(RequestId::parse(b"rid-9").unwrap());
+    let request = tonic::codegen::http::Request::builder()
+        .uri("/test.Probe/Fail")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    {
+        let _attached = cx.attach();
+        tower::ServiceExt::oneshot(svc, request).await.unwrap();
+    }
+    let headers = seen.lock().unwrap().take().unwrap();
+    let traceparent = headers["traceparent"].to_str().unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{UNSAMPLED_TRACE}-")) && traceparent.ends_with("-01"),
+        "{traceparent}"
+    );
+    assert_eq!(headers["x-request-id"], "rid-9");
+}
