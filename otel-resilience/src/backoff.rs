@@ -161,7 +161,12 @@ mod tests {
     #[test]
     fn every_jitter_kind_stays_within_its_bounds() {
         let mut rng = StdRng::seed_from_u64(42);
-        for jitter in [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+        for jitter in [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+        ] {
             let b = Backoff::default().jitter(jitter);
             let mut previous = Duration::ZERO;
             let mut distinct = std::collections::BTreeSet::new();
@@ -200,10 +205,14 @@ mod tests {
         let b = Backoff::default();
         let a: Vec<_> = {
             let mut rng = StdRng::seed_from_u64(9);
-            (1..5).map(|n| b.delay(n, Duration::ZERO, &mut rng)).collect()
+            (1..5)
+                .map(|n| b.delay(n, Duration::ZERO, &mut rng))
+                .collect()
         };
         let mut rng = StdRng::seed_from_u64(9);
-        let c: Vec<_> = (1..5).map(|n| b.delay(n, Duration::ZERO, &mut rng)).collect();
+        let c: Vec<_> = (1..5)
+            .map(|n| b.delay(n, Duration::ZERO, &mut rng))
+            .collect();
         assert_eq!(a, c);
     }
 }

@@ -283,8 +283,7 @@ mod tests {
     #[test]
     fn window_slides() {
         let clock = Arc::new(ManualClock::new());
-        let budget =
-            RetryBudget::ratio(0.5, Duration::from_secs(10), 0).with_clock(clock.clone());
+        let budget = RetryBudget::ratio(0.5, Duration::from_secs(10), 0).with_clock(clock.clone());
         for _ in 0..10 {
             budget.deposit();
         }

@@ -593,8 +593,7 @@ impl CircuitBreaker {
         }
         let calls = f64::from(calls);
         f64::from(failures) / calls >= c.failure_rate
-            || c
-                .slow_call
+            || c.slow_call
                 .is_some_and(|(_, rate)| f64::from(slow) / calls >= rate)
     }
 

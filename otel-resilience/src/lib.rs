@@ -49,7 +49,7 @@ pub use circuit_breaker::{
     BreakerMode, BreakerState, CircuitBreaker, CircuitBreakerConfig, CircuitOpen,
 };
 pub use clock::{Clock, ManualClock, TokioClock};
-pub use retry_layer::{RetryBudgetExhausted, RetryLayer, RetryService};
-pub use retry_policy::RetryPolicy;
 #[cfg(feature = "reqwest")]
 pub use reqwest_middleware::{CircuitBreakerMiddleware, RetryMiddleware};
+pub use retry_layer::{RetryBudgetExhausted, RetryLayer, RetryService};
+pub use retry_policy::RetryPolicy;

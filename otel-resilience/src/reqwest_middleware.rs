@@ -131,8 +131,7 @@ impl Middleware for RetryMiddleware {
                     call.finish_ok();
                     return result;
                 };
-                match shared.on_failure(&mut call, &method, &failure, spare.is_some())
-                {
+                match shared.on_failure(&mut call, &method, &failure, spare.is_some()) {
                     Some(delay) => {
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;

@@ -50,9 +50,7 @@ use crate::clock::{SharedClock, TokioClock};
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
 use crate::replay_body::{BufferBody, Buffered, ReplayBody};
-use crate::retry_policy::{
-    Decision, DelaySource, Failure, GiveUpReason, RetryPolicy, RetryState,
-};
+use crate::retry_policy::{Decision, DelaySource, Failure, GiveUpReason, RetryPolicy, RetryState};
 
 /// Retries failed attempts of the wrapped service by its [`RetryPolicy`]. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -201,7 +199,9 @@ where
         let (parts, body) = req.into_parts();
         let limit = shared.policy.get_max_replay_body();
         let state = match BufferBody::immediate(body, limit) {
-            Ok(buffered) => State::Ready { first: Some(buffered) },
+            Ok(buffered) => State::Ready {
+                first: Some(buffered),
+            },
             Err(body) => State::Buffering {
                 buffer: BufferBody::new(body, limit),
             },
@@ -299,7 +299,11 @@ where
                                 return Poll::Ready(Err(e));
                             }
                             let bytes = this.replay.clone().unwrap_or_default();
-                            attempt_request(this.parts, B::from_bytes(bytes), this.call.state.attempts)
+                            attempt_request(
+                                this.parts,
+                                B::from_bytes(bytes),
+                                this.call.state.attempts,
+                            )
                         }
                     };
                     this.call.state.attempts += 1;
@@ -323,7 +327,12 @@ where
                         return Poll::Ready(result);
                     };
                     let replayable = this.replay.is_some();
-                    match this.shared.on_failure(this.call, &this.parts.method, &failure, replayable) {
+                    match this.shared.on_failure(
+                        this.call,
+                        &this.parts.method,
+                        &failure,
+                        replayable,
+                    ) {
                         Some(delay) if delay.is_zero() => {
                             this.state.set(State::Ready { first: None });
                         }
@@ -400,9 +409,10 @@ impl RetryShared {
     }
 
     pub(crate) fn count_attempt(&self, attempt: u32) {
-        self.metrics
-            .attempts
-            .add(1, &[KeyValue::new(attributes::RETRY_ATTEMPT, i64::from(attempt))]);
+        self.metrics.attempts.add(
+            1,
+            &[KeyValue::new(attributes::RETRY_ATTEMPT, i64::from(attempt))],
+        );
     }
 
     pub(crate) fn record_success(&self) {

@@ -564,7 +564,10 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(parse_retry_after(past.as_bytes(), now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(past.as_bytes(), now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(b"soon", now), None);
         assert_eq!(parse_retry_after(b"-1", now), None);
         assert_eq!(parse_retry_after(&[0xff, 0xfe], now), None);
@@ -668,11 +671,23 @@ mod tests {
             Decision::GiveUp(GiveUpReason::NotIdempotent)
         );
         assert_eq!(
-            p.decide(&one, &Method::PATCH, &Failure::new(FailureKind::Timeout), now, &mut r),
+            p.decide(
+                &one,
+                &Method::PATCH,
+                &Failure::new(FailureKind::Timeout),
+                now,
+                &mut r
+            ),
             Decision::GiveUp(GiveUpReason::NotIdempotent)
         );
         assert!(matches!(
-            p.decide(&one, &Method::POST, &Failure::new(FailureKind::Connect), now, &mut r),
+            p.decide(
+                &one,
+                &Method::POST,
+                &Failure::new(FailureKind::Connect),
+                now,
+                &mut r
+            ),
             Decision::Retry { .. }
         ));
         assert_eq!(
@@ -680,11 +695,23 @@ mod tests {
             Decision::GiveUp(GiveUpReason::MaxAttempts)
         );
         assert_eq!(
-            p.decide(&one, &Method::GET, &Failure::status(StatusCode::INTERNAL_SERVER_ERROR), now, &mut r),
+            p.decide(
+                &one,
+                &Method::GET,
+                &Failure::status(StatusCode::INTERNAL_SERVER_ERROR),
+                now,
+                &mut r
+            ),
             Decision::GiveUp(GiveUpReason::NotRetryable)
         );
         assert_eq!(
-            p.decide(&one, &Method::GET, &Failure::new(FailureKind::CircuitOpen), now, &mut r),
+            p.decide(
+                &one,
+                &Method::GET,
+                &Failure::new(FailureKind::CircuitOpen),
+                now,
+                &mut r
+            ),
             Decision::GiveUp(GiveUpReason::CircuitOpen)
         );
     }
@@ -693,8 +720,9 @@ mod tests {
     fn errors_are_classified_through_their_source_chain() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(Failure::from_error(&refused).kind, FailureKind::Connect);
-        let wrapped: Box<dyn StdError + Send + Sync> =
-            Box::new(Wrapper(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        let wrapped: Box<dyn StdError + Send + Sync> = Box::new(Wrapper(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
         assert_eq!(Failure::from_error(&*wrapped).kind, FailureKind::Transport);
         let elapsed = tower::timeout::error::Elapsed::new();
         assert_eq!(Failure::from_error(&elapsed).kind, FailureKind::Timeout);

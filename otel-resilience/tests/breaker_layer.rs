@@ -15,14 +15,17 @@ use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::SpanAttributes;
 use otel_core::testing::TestTelemetry;
 use otel_resilience::{
-    BreakerState, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry,
-    CircuitOpen, RetryLayer,
+    BreakerState, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry, CircuitOpen,
+    RetryLayer,
 };
 use support::{attr, request, serve, status};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[tokio::test(start_paused = true)]
 async fn dead_dependency_is_answered_in_under_a_millisecond_once_open() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let dead = support::serve_nothing().await;
     let registry = CircuitBreakerRegistry::builder().seed(1).build();
     let svc = ServiceBuilder::new()
@@ -109,7 +112,10 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
     // Call 1: 3 attempts fail. Call 2: 2 attempts fail (5 in a row: open), the third is
     // rejected by the breaker and not retried.
     for _ in 0..2 {
-        let _ = svc.clone().oneshot(request(Method::GET, "http://payments/charge")).await;
+        let _ = svc
+            .clone()
+            .oneshot(request(Method::GET, "http://payments/charge"))
+            .await;
     }
     let err = svc
         .clone()
@@ -119,7 +125,11 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
     assert!(err.is::<CircuitOpen>());
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 5, "the rejected attempts never reached the client");
+    assert_eq!(
+        seen.len(),
+        5,
+        "the rejected attempts never reached the client"
+    );
     for (i, attrs) in seen.iter().enumerate() {
         assert_eq!(
             attrs,
@@ -133,9 +143,15 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
     let retries = telemetry.spans_named("retry GET");
     assert_eq!(retries.len(), 3);
     assert_eq!(attr(&retries[1], "retry.attempts").as_deref(), Some("3"));
-    assert_eq!(attr(&retries[1], "error.type").as_deref(), Some("circuit_open"));
+    assert_eq!(
+        attr(&retries[1], "error.type").as_deref(),
+        Some("circuit_open")
+    );
     assert_eq!(attr(&retries[2], "retry.attempts").as_deref(), Some("1"));
-    assert_eq!(attr(&retries[2], "error.type").as_deref(), Some("circuit_open"));
+    assert_eq!(
+        attr(&retries[2], "error.type").as_deref(),
+        Some("circuit_open")
+    );
 
     let rejections = telemetry.spans_named("circuit_breaker payments");
     assert_eq!(rejections.len(), 2);
@@ -144,9 +160,14 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
     assert_eq!(attr(r, "error.type").as_deref(), Some("circuit_open"));
     assert_eq!(attr(r, "circuit_breaker.state").as_deref(), Some("open"));
     assert_eq!(attr(r, "circuit_breaker.name").as_deref(), Some("payments"));
-    let next_probe: i64 = attr(r, "circuit_breaker.next_probe_ms").unwrap().parse().unwrap();
+    let next_probe: i64 = attr(r, "circuit_breaker.next_probe_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((4000..=5000).contains(&next_probe), "{next_probe}");
-    assert!(matches!(&r.status, Status::Error { description } if description.contains("next probe in")));
+    assert!(
+        matches!(&r.status, Status::Error { description } if description.contains("next probe in"))
+    );
     assert!(TestTelemetry::is_child_of(r, &retries[1]));
 
     let opened: Vec<_> = retries[1]
@@ -154,7 +175,11 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
         .iter()
         .filter(|e| e.name == "circuit_breaker.opened")
         .collect();
-    assert_eq!(opened.len(), 1, "the transition is an event on the span it happened under");
+    assert_eq!(
+        opened.len(),
+        1,
+        "the transition is an event on the span it happened under"
+    );
 
     let metrics = telemetry.metrics();
     let names: Vec<String> = metrics
@@ -168,12 +193,18 @@ async fn rejections_get_their_own_span_and_are_never_retried() {
         "circuit_breaker.transitions",
         "circuit_breaker.rejections",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_calls_against_half_open_send_exactly_one_probe() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -193,7 +224,10 @@ async fn a_thousand_concurrent_calls_against_half_open_send_exactly_one_probe() 
     let registry = CircuitBreakerRegistry::builder().seed(3).build();
     let svc = CircuitBreakerLayer::with_registry(registry.clone()).layer(inner);
     for _ in 0..5 {
-        let _ = svc.clone().oneshot(request(Method::GET, "http://inventory:8080/")).await;
+        let _ = svc
+            .clone()
+            .oneshot(request(Method::GET, "http://inventory:8080/"))
+            .await;
     }
     let breaker = registry.get("inventory:8080");
     assert_eq!(breaker.state(), BreakerState::Open);
@@ -215,7 +249,11 @@ async fn a_thousand_concurrent_calls_against_half_open_send_exactly_one_probe() 
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one probe reached the dependency");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "exactly one probe reached the dependency"
+    );
     release.notify_waiters();
     let mut ok = 0;
     let mut rejected = 0;
@@ -238,6 +276,9 @@ async fn a_thousand_concurrent_calls_against_half_open_send_exactly_one_probe() 
 
 #[tokio::test(start_paused = true)]
 async fn breakers_are_per_authority() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let healthy = serve(|_, _| status(200)).await;
     let broken = serve(|_, _| status(503)).await;
     let registry = CircuitBreakerRegistry::builder()
@@ -245,7 +286,10 @@ async fn breakers_are_per_authority() {
         .build();
     let svc = CircuitBreakerLayer::with_registry(registry.clone()).layer(support::client());
     for _ in 0..3 {
-        let _ = svc.clone().oneshot(request(Method::GET, &broken.url("/"))).await;
+        let _ = svc
+            .clone()
+            .oneshot(request(Method::GET, &broken.url("/")))
+            .await;
     }
     assert_eq!(broken.hits(), 2, "third call rejected");
     let resp = svc
@@ -254,6 +298,12 @@ async fn breakers_are_per_authority() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(registry.get(&broken.addr.to_string()).state(), BreakerState::Open);
-    assert_eq!(registry.get(&healthy.addr.to_string()).state(), BreakerState::Closed);
+    assert_eq!(
+        registry.get(&broken.addr.to_string()).state(),
+        BreakerState::Open
+    );
+    assert_eq!(
+        registry.get(&healthy.addr.to_string()).state(),
+        BreakerState::Closed
+    );
 }

@@ -20,7 +20,12 @@ async fn storm(layer: RetryLayer) -> usize {
         let calls = (0..100).map(|_| {
             let svc = svc.clone();
             let url = server.url("/pay");
-            async move { svc.oneshot(request(Method::GET, &url)).await.unwrap().status() }
+            async move {
+                svc.oneshot(request(Method::GET, &url))
+                    .await
+                    .unwrap()
+                    .status()
+            }
         });
         for status in futures_util::future::join_all(calls).await {
             assert_eq!(status, 503);
@@ -39,8 +44,14 @@ async fn default_budget_caps_amplification_at_1_2x() {
         start.elapsed()
     );
     eprintln!("budgeted storm: {hits} upstream attempts for {REQUESTS} requests");
-    assert!(hits > REQUESTS, "retries still happen within the budget: {hits}");
-    assert!(hits <= REQUESTS * 12 / 10, "amplification {hits} / {REQUESTS}");
+    assert!(
+        hits > REQUESTS,
+        "retries still happen within the budget: {hits}"
+    );
+    assert!(
+        hits <= REQUESTS * 12 / 10,
+        "amplification {hits} / {REQUESTS}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -41,6 +41,9 @@ fn trip(b: &Arc<CircuitBreaker>) -> Duration {
 
 #[test]
 fn closed_to_open_on_five_consecutive_failures() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (_, b) = breaker(CircuitBreakerConfig::default());
     fail(&b, 4);
     assert_eq!(b.state(), BreakerState::Closed);
@@ -54,18 +57,28 @@ fn closed_to_open_on_five_consecutive_failures() {
 
 #[test]
 fn closed_to_open_on_failure_rate_with_minimum_calls() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (_, b) = breaker(CircuitBreakerConfig::default());
     // S F S F ...: never 5 in a row; 50% once 20 calls are in the window.
     for i in 0..19 {
         b.admit().unwrap().record(i % 2 == 0);
     }
-    assert_eq!(b.state(), BreakerState::Closed, "19 calls: below the minimum");
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "19 calls: below the minimum"
+    );
     b.admit().unwrap().record(false);
     assert_eq!(b.state(), BreakerState::Open, "10 failures of 20 calls");
 }
 
 #[test]
 fn stays_closed_below_the_rate_and_forgets_old_failures() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default());
     for i in 0..40 {
         // 2 failures out of 5: 40%
@@ -77,13 +90,20 @@ fn stays_closed_below_the_rate_and_forgets_old_failures() {
     fail(&b2, 19);
     clock2.advance(Duration::from_secs(11));
     succeed(&b2, 1);
-    assert_eq!(b2.failures(), 0, "failures older than the 10 s window are dropped");
+    assert_eq!(
+        b2.failures(),
+        0,
+        "failures older than the 10 s window are dropped"
+    );
     fail(&b2, 10);
     assert_eq!(b2.state(), BreakerState::Closed, "11 calls in window");
 }
 
 #[test]
 fn open_rejects_until_the_probe_time_then_half_opens() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default());
     let open_for = trip(&b);
     assert!(
@@ -109,6 +129,9 @@ fn open_rejects_until_the_probe_time_then_half_opens() {
 
 #[test]
 fn failed_probes_reopen_for_longer_up_to_sixty_seconds_and_closing_resets() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default());
     let mut durations = vec![trip(&b)];
     for _ in 0..5 {
@@ -126,11 +149,17 @@ fn failed_probes_reopen_for_longer_up_to_sixty_seconds_and_closing_resets() {
     b.admit().unwrap().record(true);
     assert_eq!(b.state(), BreakerState::Closed);
     let again = trip(&b);
-    assert!(again <= Duration::from_secs(5), "trip count reset on close: {again:?}");
+    assert!(
+        again <= Duration::from_secs(5),
+        "trip count reset on close: {again:?}"
+    );
 }
 
 #[test]
 fn several_probes_must_all_succeed() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default().half_open_probes(3));
     clock.advance(trip(&b));
     let probes: Vec<_> = (0..3).map(|_| b.admit().expect("probe")).collect();
@@ -145,14 +174,23 @@ fn several_probes_must_all_succeed() {
 
 #[test]
 fn a_dropped_probe_frees_its_slot() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default());
     clock.advance(trip(&b));
     drop(b.admit().expect("probe"));
-    assert!(b.admit().is_ok(), "cancelled probe does not wedge half-open");
+    assert!(
+        b.admit().is_ok(),
+        "cancelled probe does not wedge half-open"
+    );
 }
 
 #[test]
 fn stale_outcomes_from_before_a_transition_are_ignored() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(CircuitBreakerConfig::default());
     let slow = b.admit().unwrap();
     clock.advance(trip(&b));
@@ -165,6 +203,9 @@ fn stale_outcomes_from_before_a_transition_are_ignored() {
 
 #[test]
 fn slow_call_rate_opens() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (clock, b) = breaker(
         CircuitBreakerConfig::default()
             .minimum_calls(10)
@@ -182,6 +223,9 @@ fn slow_call_rate_opens() {
 
 #[test]
 fn modes_forced_open_disabled_metrics_only() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let (_, b) = breaker(CircuitBreakerConfig::default().mode(BreakerMode::ForcedOpen));
     let err = b.admit().unwrap_err();
     assert_eq!(err.next_probe_in(), None);
@@ -230,12 +274,18 @@ fn transitions_are_named_tracing_events() {
             .find(|kv| kv.key.as_str() == k)
             .map(|kv| kv.value.to_string())
     };
-    assert_eq!(attr("circuit_breaker.name").as_deref(), Some("inventory:8080"));
+    assert_eq!(
+        attr("circuit_breaker.name").as_deref(),
+        Some("inventory:8080")
+    );
     assert_eq!(attr("circuit_breaker.failures").as_deref(), Some("5"));
 }
 
 #[test]
 fn a_thousand_concurrent_calls_against_half_open_admit_exactly_the_probe_count() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     for probes in [1u32, 3] {
         let (clock, b) = breaker(CircuitBreakerConfig::default().half_open_probes(probes));
         clock.advance(trip(&b));

@@ -16,7 +16,10 @@ use support::{attr, serve, status};
 
 /// Stands where the tracing middleware would: records what it is told per attempt.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Option<u32>, usize)>>>);
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
+
+/// (`ResendCount`, number of `SpanAttributes`) seen by one attempt.
+type Seen = (Option<u32>, usize);
 
 #[async_trait::async_trait]
 impl Middleware for Recorder {
@@ -58,7 +61,10 @@ async fn get_is_retried_with_resend_count_and_breaker_attributes() {
     );
     let span = telemetry.span("retry GET");
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
-    assert_eq!(attr(&span, "retry.budget_exhausted").as_deref(), Some("false"));
+    assert_eq!(
+        attr(&span, "retry.budget_exhausted").as_deref(),
+        Some("false")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -68,11 +74,21 @@ async fn post_is_not_retried_and_an_open_breaker_fails_fast() {
     let registry = CircuitBreakerRegistry::builder().seed(9).build();
     let client = client(registry, Recorder::default());
     for _ in 0..5 {
-        let resp = client.post(server.url("/pay")).body("x").send().await.unwrap();
+        let resp = client
+            .post(server.url("/pay"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 503);
     }
     assert_eq!(server.hits(), 5, "POST never retried");
-    let err = client.post(server.url("/pay")).body("x").send().await.unwrap_err();
+    let err = client
+        .post(server.url("/pay"))
+        .body("x")
+        .send()
+        .await
+        .unwrap_err();
     let reqwest_middleware::Error::Middleware(e) = err else {
         panic!("expected the breaker's error")
     };
@@ -80,5 +96,8 @@ async fn post_is_not_retried_and_an_open_breaker_fails_fast() {
     assert_eq!(server.hits(), 5);
     let name = format!("circuit_breaker {}", server.addr);
     let rejection = telemetry.span(&name);
-    assert_eq!(attr(&rejection, "error.type").as_deref(), Some("circuit_open"));
+    assert_eq!(
+        attr(&rejection, "error.type").as_deref(),
+        Some("circuit_open")
+    );
 }

@@ -64,9 +64,15 @@ async fn retries_a_503_and_records_the_logical_call() {
         )
         .service(inner);
     let start = tokio::time::Instant::now();
-    let resp = svc.oneshot(request(Method::GET, "http://payments/charge")).await.unwrap();
+    let resp = svc
+        .oneshot(request(Method::GET, "http://payments/charge"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(start.elapsed() <= Duration::from_millis(300), "full jitter under 100+200 ms");
+    assert!(
+        start.elapsed() <= Duration::from_millis(300),
+        "full jitter under 100+200 ms"
+    );
 
     let seen: Vec<Option<u32>> = seen.lock().unwrap().iter().map(|s| s.0).collect();
     assert_eq!(seen, [None, Some(1), Some(2)], "ResendCount on each retry");
@@ -76,7 +82,10 @@ async fn retries_a_503_and_records_the_logical_call() {
     assert_eq!(span.instrumentation_scope.name(), "otel-core-test");
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
     assert_eq!(attr(&span, "retry.max_attempts").as_deref(), Some("3"));
-    assert_eq!(attr(&span, "retry.budget_exhausted").as_deref(), Some("false"));
+    assert_eq!(
+        attr(&span, "retry.budget_exhausted").as_deref(),
+        Some("false")
+    );
     assert_eq!(attr(&span, "error.type"), None);
     assert_eq!(span.status, Status::Unset);
     let events = ours(&span);
@@ -85,13 +94,20 @@ async fn retries_a_503_and_records_the_logical_call() {
         assert_eq!(e.name, "retry.attempt");
         assert_eq!(event_attr(e, "retry.attempt"), Some((i + 2).to_string()));
         assert_eq!(event_attr(e, "retry.reason").as_deref(), Some("503"));
-        assert_eq!(event_attr(e, "retry.delay_source").as_deref(), Some("backoff"));
+        assert_eq!(
+            event_attr(e, "retry.delay_source").as_deref(),
+            Some("backoff")
+        );
         let delay: u64 = event_attr(e, "retry.delay_ms").unwrap().parse().unwrap();
         assert!(delay <= 100 << i, "attempt {} delay {delay}", i + 2);
     }
     let attempts = telemetry.spans_named("attempt");
     assert_eq!(attempts.len(), 3);
-    assert!(attempts.iter().all(|a| TestTelemetry::is_child_of(a, &span)));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| TestTelemetry::is_child_of(a, &span))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -99,7 +115,10 @@ async fn final_failure_marks_the_span() {
     let telemetry = TestTelemetry::new();
     let (_, inner) = stub(vec![Ok(503), Ok(502), Ok(504)]);
     let svc = RetryLayer::builder().seed(2).build().layer_service(inner);
-    let resp = svc.oneshot(request(Method::PUT, "http://x/")).await.unwrap();
+    let resp = svc
+        .oneshot(request(Method::PUT, "http://x/"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 504, "the last response is returned as is");
     let span = telemetry.span("retry PUT");
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
@@ -116,7 +135,10 @@ async fn final_failure_marks_the_span() {
 async fn post_is_not_retried() {
     let telemetry = TestTelemetry::new();
     let server = serve(|_, _| status(503)).await;
-    let svc = RetryLayer::builder().seed(3).build().layer_service(support::client());
+    let svc = RetryLayer::builder()
+        .seed(3)
+        .build()
+        .layer_service(support::client());
     let resp = svc
         .oneshot(request(Method::POST, &server.url("/orders")))
         .await
@@ -131,12 +153,18 @@ async fn post_is_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn get_against_a_real_server_is_retried_with_the_body_replayed() {
+    // Every test of this binary installs a subscriber, so that no callsite is first seen
+    // with none and cached as disabled (tracing's interest cache is process-wide).
+    let _telemetry = TestTelemetry::new();
     let server = serve(|n, req| {
         assert_eq!(req.headers()["content-length"], "7");
         if n < 2 { status(503) } else { status(200) }
     })
     .await;
-    let svc = RetryLayer::builder().seed(4).build().layer_service(support::client());
+    let svc = RetryLayer::builder()
+        .seed(4)
+        .build()
+        .layer_service(support::client());
     let resp = svc
         .oneshot(request(Method::PUT, &server.url("/items/1")))
         .await
@@ -149,7 +177,10 @@ async fn get_against_a_real_server_is_retried_with_the_body_replayed() {
 async fn connect_error_is_retried_even_for_post() {
     let telemetry = TestTelemetry::new();
     let addr = support::closed_port().await;
-    let svc = RetryLayer::builder().seed(5).build().layer_service(support::client());
+    let svc = RetryLayer::builder()
+        .seed(5)
+        .build()
+        .layer_service(support::client());
     let err = svc
         .oneshot(request(Method::POST, &format!("http://{addr}/orders")))
         .await
@@ -160,7 +191,10 @@ async fn connect_error_is_retried_even_for_post() {
     assert!(hyper_err.is_connect());
     let span = telemetry.span("retry POST");
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("3"));
-    assert_eq!(attr(&span, "error.type").as_deref(), Some("connection_refused"));
+    assert_eq!(
+        attr(&span, "error.type").as_deref(),
+        Some("connection_refused")
+    );
     let reasons: Vec<_> = ours(&span)
         .iter()
         .map(|e| event_attr(e, "retry.reason").unwrap())
@@ -238,7 +272,10 @@ async fn deadline_stops_retries_that_would_end_after_it() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(server.hits(), 2, "the second retry would start at 6 s");
-    assert_eq!(attr(&telemetry.span("retry GET"), "retry.attempts").as_deref(), Some("2"));
+    assert_eq!(
+        attr(&telemetry.span("retry GET"), "retry.attempts").as_deref(),
+        Some("2")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -269,11 +306,20 @@ async fn exhausted_budget_is_visible_and_transport_errors_say_so() {
         .downcast_ref::<RetryBudgetExhausted>()
         .expect("a clear error");
     assert_eq!(exhausted.attempts, 1);
-    assert!(err.to_string().starts_with("retry budget exhausted after 1 attempt(s)"));
+    assert!(
+        err.to_string()
+            .starts_with("retry budget exhausted after 1 attempt(s)")
+    );
 
     for span in telemetry.spans_named("retry GET") {
-        assert_eq!(attr(&span, "retry.budget_exhausted").as_deref(), Some("true"));
-        assert_eq!(attr(&span, "error.type").as_deref(), Some("retry_budget_exhausted"));
+        assert_eq!(
+            attr(&span, "retry.budget_exhausted").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            attr(&span, "error.type").as_deref(),
+            Some("retry_budget_exhausted")
+        );
         let events = ours(&span);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].name, "retry.budget_exhausted");
@@ -292,10 +338,7 @@ fn ours(span: &opentelemetry_sdk::trace::SpanData) -> Vec<&opentelemetry::trace:
 }
 
 /// Sum of a u64 counter across its data points.
-fn sum_counter(
-    metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics],
-    name: &str,
-) -> u64 {
+fn sum_counter(metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics], name: &str) -> u64 {
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
     let mut total = 0;
     for rm in metrics.iter().rev().take(1) {
