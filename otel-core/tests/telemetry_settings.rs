@@ -263,6 +263,11 @@ fn bad_values_are_refused_naming_the_setting_and_the_fix() {
             "absolute URL",
         ),
         (
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "local OpenTelemetry Collector",
+        ),
+        (
             &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://c")],
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             "absolute URL",

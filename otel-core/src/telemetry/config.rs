@@ -311,7 +311,8 @@ pub(crate) fn to_key_values(pairs: Vec<(String, String)>) -> Vec<KeyValue> {
         .collect()
 }
 
-/// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host.
+/// Checks an OTLP endpoint: an absolute `http` URL with a host (`https` is refused: no TLS
+/// stack is compiled in).
 pub(crate) fn validate_endpoint(s: &Sourced<String>) -> Result<String, SetupError> {
     let bad = |problem: String| {
         SetupError::invalid(
@@ -326,13 +327,21 @@ pub(crate) fn validate_endpoint(s: &Sourced<String>) -> Result<String, SetupErro
         .parse()
         .map_err(|_| bad(format!("{:?} is not a URL", s.value)))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => {
-            return Err(bad(format!(
-                "{:?} has no http:// or https:// scheme",
-                s.value
-            )));
+        Some("http") => {}
+        // Neither the reqwest nor the tonic exporter is built with a TLS stack here, and an
+        // https endpoint would fail on every export: refuse it now, with the way out.
+        Some("https") => {
+            return Err(SetupError::invalid(
+                s.from,
+                format!(
+                    "{:?} needs TLS, which otel-core does not compile in",
+                    s.value
+                ),
+                "send OTLP over plain http to a local OpenTelemetry Collector (e.g. \
+                 `http://localhost:4318`) and let it forward over TLS",
+            ));
         }
+        _ => return Err(bad(format!("{:?} has no http:// scheme", s.value))),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad(format!("{:?} has no host", s.value)));
@@ -402,7 +411,9 @@ mod tests {
         for bad in ["localhost:4317", "ftp://x", "http://", "not a url"] {
             assert!(validate_endpoint(&src(bad)).is_err(), "{bad}");
         }
-        assert!(validate_endpoint(&src("https://collector:4318/base")).is_ok());
+        assert!(validate_endpoint(&src("http://collector:4318/base")).is_ok());
+        let e = validate_endpoint(&src("https://collector:4318")).unwrap_err();
+        assert!(e.to_string().contains("needs TLS"), "{e}");
     }
 
     #[test]
