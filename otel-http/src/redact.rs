@@ -303,4 +303,26 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn redaction_never_panics_and_hides_token_values(
+            query in "[a-zA-Z0-9_=&%+.-]{0,300}",
+            secret in "[a-z0-9]{12}",
+        ) {
+            let q = QueryRedactor::default();
+            let out = q.redact(&query);
+            proptest::prop_assert!(out.len() <= MAX_QUERY_LEN + REDACTED.len());
+            let with_secret = format!("{query}&token={secret}");
+            proptest::prop_assert!(!q.redact(&with_secret).contains(&secret));
+        }
+
+        #[test]
+        fn header_values_are_bounded(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let recorded = header_value(&HeaderName::from_static("x-data"), &value);
+                proptest::prop_assert!(recorded.len() <= MAX_VALUE_LEN);
+            }
+        }
+    }
 }

@@ -116,4 +116,12 @@ mod tests {
         let req = http::Request::get("http://h/health").body(()).unwrap();
         assert_eq!(call_shape(&req), "GET h/health");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn shapes_never_panic_and_hide_numeric_ids(path in "(/[a-z0-9%._-]{0,12}){0,8}", id in 0u64..u64::MAX) {
+            let shape = shape_of("GET", "h", None, &format!("{path}/{id}"));
+            proptest::prop_assert!(shape.ends_with("/{id}"), "{}", shape);
+        }
+    }
 }

@@ -102,6 +102,7 @@ async fn sampled_request_has_exact_server_span_and_echoes_request_id() {
     // Not recorded unless asked for / unless they happened.
     for absent in [
         "url.query",
+        "http.request.method_original",
         "error.type",
         "request.id.rejected",
         "http.response.body.incomplete",

@@ -111,6 +111,7 @@ impl ClientCall {
                 otel.kind = "client",
                 otel.status_code = Empty,
                 { sc::HTTP_REQUEST_METHOD } = method,
+                { sc::HTTP_REQUEST_METHOD_ORIGINAL } = crate::server::request_info::method_original(method, head.method),
                 { sc::SERVER_ADDRESS } = head.host,
                 { sc::SERVER_PORT } = i64::from(port),
                 { sc::URL_FULL } = url.as_str(),

@@ -304,6 +304,7 @@ where
                     otel.kind = "server",
                     otel.status_code = Empty,
                     { sc::HTTP_REQUEST_METHOD } = method,
+                    { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
                     { sc::URL_PATH } = req.uri().path(),
                     { sc::URL_SCHEME } = scheme,
                     { sc::URL_QUERY } = Empty,

@@ -20,6 +20,12 @@ pub(crate) fn method(method: &Method) -> &'static str {
     }
 }
 
+/// `http.request.method_original`: the method as sent when it is not a known one (cut at 32
+/// bytes: the method is client input).
+pub(crate) fn method_original<'a>(known: &str, method: &'a Method) -> Option<&'a str> {
+    (known == "_OTHER").then(|| crate::redact::truncate(method.as_str(), 32))
+}
+
 /// `{method} {route}`, `{method}` without a route, `HTTP` for unknown methods.
 pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> String {
     let method = if method == "_OTHER" { "HTTP" } else { method };
