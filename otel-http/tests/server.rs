@@ -187,7 +187,10 @@ async fn generated_and_rejected_request_ids() {
 #[tokio::test]
 async fn client_error_is_not_a_span_error_but_server_error_is() {
     let telemetry = TestTelemetry::new();
-    let addr = serve(app(HttpServerLayer::new())).await;
+    let layer = HttpServerLayer::builder()
+        .meter_provider(telemetry.meter_provider())
+        .build();
+    let addr = serve(app(layer)).await;
     let client = reqwest::Client::new();
 
     let response = client
@@ -221,6 +224,21 @@ async fn client_error_is_not_a_span_error_but_server_error_is() {
         "{:?}",
         span.status
     );
+
+    // The duration metric carries error.type for the 5xx only.
+    let metrics = telemetry.metrics();
+    let points = histogram_points(&metrics, "http.server.request.duration");
+    assert_eq!(points.len(), 2);
+    for point in &points {
+        let attrs: Vec<_> = point.attributes().cloned().collect();
+        let status = point_attr(attrs.iter(), "http.response.status_code").unwrap();
+        let error = point_attr(attrs.iter(), "error.type");
+        match status.as_str() {
+            "404" => assert_eq!(error, None),
+            "500" => assert_eq!(error.as_deref(), Some("500")),
+            other => panic!("unexpected status {other}"),
+        }
+    }
 }
 
 #[tokio::test]
