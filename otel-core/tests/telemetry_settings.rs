@@ -458,3 +458,31 @@ fn a_full_export_queue_drops_and_counts_on_the_guard() {
     drop(release);
     assert!(guard.shutdown(Duration::from_secs(5)).is_ok());
 }
+
+proptest::proptest! {
+    /// Any value of any variable is either accepted or refused with a message naming a
+    /// setting; nothing panics. (Header values never in messages: see the table test.)
+    #[test]
+    fn arbitrary_environment_values_never_panic(
+        var in proptest::sample::select(vec![
+            "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED",
+            "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_PROPAGATORS",
+            "RUST_LOG", "OTEL_LOG_FORMAT",
+        ]),
+        value in "\\PC{0,40}",
+    ) {
+        // The arbitrary value comes last, so it wins over the defaults that make the OTLP
+        // and sampler-argument settings be read at all.
+        let env = HashMap::from([
+            ("OTEL_TRACES_EXPORTER".to_owned(), "otlp".to_owned()),
+            ("OTEL_TRACES_SAMPLER".to_owned(), "traceidratio".to_owned()),
+            (var.to_owned(), value),
+        ]);
+        if let Err(e) = Telemetry::builder().env(env).resolve() {
+            proptest::prop_assert!(e.setting().is_some(), "{}", e);
+        }
+    }
+}
