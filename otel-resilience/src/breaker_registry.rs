@@ -120,7 +120,8 @@ impl CircuitBreakerRegistryBuilder {
         self.metrics = Some(ResilienceMetrics::new(provider));
         self
     }
-    /// At most this many breakers (default 1024).
+    /// At most this many breakers (default 1024), plus the shared `default` one that
+    /// further keys use.
     pub fn max_breakers(mut self, n: usize) -> Self {
         self.max_breakers = n.max(1);
         self
@@ -135,5 +136,25 @@ impl CircuitBreakerRegistryBuilder {
             max_breakers: self.max_breakers,
             breakers: RwLock::new(HashMap::new()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_number_of_breakers_is_bounded() {
+        let registry = CircuitBreakerRegistry::builder().max_breakers(3).build();
+        for i in 0..100 {
+            registry.get(&format!("host-{i}:80"));
+        }
+        assert_eq!(
+            registry.breakers().len(),
+            4,
+            "3 plus the shared overflow breaker"
+        );
+        assert_eq!(registry.get("host-99:80").name(), DEFAULT_BREAKER_KEY);
+        assert_eq!(registry.get("host-1:80").name(), "host-1:80");
     }
 }

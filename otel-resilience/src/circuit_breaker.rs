@@ -610,7 +610,10 @@ impl CircuitBreaker {
                     .saturating_mul(1u32 << (inner.trips - 1).min(16))
                     .min(c.max_open_duration);
                 open_for = grown.mul_f64(1.0 - c.open_jitter * self.rng.unit());
-                inner.open_until = now + open_for;
+                // A configured duration beyond the clock's range means "until further notice".
+                inner.open_until = now
+                    .checked_add(open_for)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
             }
             BreakerState::HalfOpen => {
                 inner.probes_in_flight = 0;

@@ -53,3 +53,8 @@ pub use clock::{Clock, ManualClock, TokioClock};
 pub use reqwest_middleware::{CircuitBreakerMiddleware, RetryMiddleware};
 pub use retry_layer::{RetryBudgetExhausted, RetryLayer, RetryService};
 pub use retry_policy::RetryPolicy;
+
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

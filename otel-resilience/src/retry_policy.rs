@@ -331,7 +331,7 @@ impl RetryPolicy {
         };
         if let Some(deadline) = self.deadline {
             let elapsed = now.saturating_duration_since(state.started);
-            if elapsed + delay >= deadline {
+            if elapsed.saturating_add(delay) >= deadline {
                 return Decision::GiveUp(GiveUpReason::Deadline);
             }
         }

@@ -365,3 +365,78 @@ impl LayerService for RetryLayer {
         tower::Layer::layer(self, inner)
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn grpc_unavailable_is_retried_after_the_pushback_and_counted_by_the_breaker() {
+    let telemetry = TestTelemetry::new();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c = calls.clone();
+    // A tonic-like client: trailers-only responses carry `grpc-status` in the headers.
+    let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+        let n = {
+            let mut c = c.lock().unwrap();
+            c.push(tokio::time::Instant::now());
+            c.len()
+        };
+        async move {
+            let mut resp = status(200);
+            let code = if n == 1 { "14" } else { "0" };
+            resp.headers_mut()
+                .insert("grpc-status", code.parse().unwrap());
+            if n == 1 {
+                resp.headers_mut()
+                    .insert("grpc-retry-pushback-ms", "750".parse().unwrap());
+            }
+            Ok::<_, std::io::Error>(resp)
+        }
+    });
+    let registry = otel_resilience::CircuitBreakerRegistry::builder().build();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::builder().seed(12).build())
+        .layer(otel_resilience::CircuitBreakerLayer::with_registry(registry.clone()).named("grpc"))
+        .service(inner);
+    let resp = svc
+        .oneshot(request(Method::POST, "/inventory.v1.Stock/Reserve"))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["grpc-status"], "0");
+    let t = calls.lock().unwrap().clone();
+    assert_eq!(t.len(), 2, "UNAVAILABLE is retried although gRPC is POST");
+    assert_eq!(t[1] - t[0], Duration::from_millis(750));
+    let span = telemetry.span("retry POST");
+    let e = ours(&span)[0];
+    assert_eq!(
+        event_attr(e, "retry.reason").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert_eq!(
+        event_attr(e, "retry.delay_source").as_deref(),
+        Some("pushback")
+    );
+    assert_eq!(event_attr(e, "retry.delay_ms").as_deref(), Some("750"));
+    assert_eq!(
+        registry.get("grpc").failures(),
+        1,
+        "UNAVAILABLE counts as a breaker failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_internal_is_not_retried() {
+    let telemetry = TestTelemetry::new();
+    let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        let mut resp = status(200);
+        resp.headers_mut()
+            .insert("grpc-status", "13".parse().unwrap());
+        Ok::<_, std::io::Error>(resp)
+    });
+    let svc = RetryLayer::new().layer_service(inner);
+    let resp = svc
+        .oneshot(request(Method::POST, "/pkg.Svc/Method"))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["grpc-status"], "13");
+    let span = telemetry.span("retry POST");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("1"));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("INTERNAL"));
+}
