@@ -430,7 +430,10 @@ impl RetryShared {
         failure: &Failure,
         replayable: bool,
     ) -> Option<Duration> {
-        if let Some(b) = &self.budget {
+        if let Some(b) = &self.budget
+            && self.policy.is_retryable(&failure.kind)
+        {
+            // Token-bucket mode counts only the failures a retry would answer (gRPC rule).
             b.record_attempt(false);
         }
         let now = self.clock.now();

@@ -440,3 +440,19 @@ async fn grpc_internal_is_not_retried() {
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("1"));
     assert_eq!(attr(&span, "error.type").as_deref(), Some("INTERNAL"));
 }
+
+#[test]
+fn futures_are_send_so_they_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mut svc = tower::Layer::layer(
+        &otel_resilience::CircuitBreakerLayer::new(),
+        RetryLayer::new().layer_service(support::client()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let future = svc.call(request(Method::GET, "http://127.0.0.1:9/"));
+    assert_send(&future);
+}
