@@ -16,7 +16,8 @@ use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy
 use support::{attr, event_attr, request, serve, status};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-type Seen = Arc<Mutex<Vec<(Option<u32>, Option<usize>)>>>;
+/// Per attempt: `ResendCount`, number of `SpanAttributes`, virtual time of the call.
+type Seen = Arc<Mutex<Vec<(Option<u32>, Option<usize>, tokio::time::Instant)>>>;
 
 /// A stub client: answers from `script` in order, records the `ResendCount` and the
 /// `SpanAttributes` it was given, and opens an `attempt` span like a tracing client layer.
@@ -39,6 +40,7 @@ fn stub(
         s.lock().unwrap().push((
             req.extensions().get::<ResendCount>().map(|r| r.0),
             req.extensions().get::<SpanAttributes>().map(|a| a.0.len()),
+            tokio::time::Instant::now(),
         ));
         let next = script.lock().unwrap().next().expect("script exhausted");
         async move {
@@ -74,8 +76,13 @@ async fn retries_a_503_and_records_the_logical_call() {
         "full jitter under 100+200 ms"
     );
 
-    let seen: Vec<Option<u32>> = seen.lock().unwrap().iter().map(|s| s.0).collect();
-    assert_eq!(seen, [None, Some(1), Some(2)], "ResendCount on each retry");
+    let seen = seen.lock().unwrap().clone();
+    let resends: Vec<Option<u32>> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(
+        resends,
+        [None, Some(1), Some(2)],
+        "ResendCount on each retry"
+    );
 
     let span = telemetry.span("retry GET");
     assert_eq!(span.span_kind, SpanKind::Internal);
@@ -98,8 +105,14 @@ async fn retries_a_503_and_records_the_logical_call() {
             event_attr(e, "retry.delay_source").as_deref(),
             Some("backoff")
         );
-        let delay: u64 = event_attr(e, "retry.delay_ms").unwrap().parse().unwrap();
+        let delay: u128 = event_attr(e, "retry.delay_ms").unwrap().parse().unwrap();
         assert!(delay <= 100 << i, "attempt {} delay {delay}", i + 2);
+        let waited = seen[i + 1].2 - seen[i].2;
+        // tokio's timer wheel rounds a sleep up to the next millisecond.
+        assert!(
+            waited.as_millis() >= delay && waited.as_millis() <= delay + 1,
+            "recorded {delay} ms, waited {waited:?}"
+        );
     }
     let attempts = telemetry.spans_named("attempt");
     assert_eq!(attempts.len(), 3);
