@@ -469,3 +469,42 @@ fn futures_are_send_so_they_can_be_spawned() {
     let future = svc.call(request(Method::GET, "http://127.0.0.1:9/"));
     assert_send(&future);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_streaming_past_the_buffer_limit_is_sent_whole_once_and_not_retried() {
+    use http_body_util::BodyExt;
+    use http_body_util::combinators::UnsyncBoxBody;
+    type Streamed = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+    let telemetry = TestTelemetry::new();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let r = received.clone();
+    let inner = tower::service_fn(move |req: Request<Streamed>| {
+        let r = r.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            r.lock().unwrap().push(body.len());
+            Ok::<_, std::io::Error>(status(503))
+        }
+    });
+    let svc = RetryLayer::builder()
+        .policy(RetryPolicy::default().max_replay_body(1024))
+        .build()
+        .layer_service(inner);
+    let chunks = (0..4).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![1u8; 1000])))
+    });
+    let body: Streamed =
+        http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
+    let req = Request::put("http://x/upload").body(body).unwrap();
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        *received.lock().unwrap(),
+        [4000],
+        "one attempt, nothing lost"
+    );
+    let span = telemetry.span("retry PUT");
+    assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("1"));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("503"));
+}
