@@ -79,14 +79,13 @@ fn stays_closed_below_the_rate_and_forgets_old_failures() {
     // Every test of this binary installs a subscriber, so that no callsite is first seen
     // with none and cached as disabled (tracing's interest cache is process-wide).
     let _telemetry = TestTelemetry::new();
-    let (clock, b) = breaker(CircuitBreakerConfig::default());
+    let (_, b) = breaker(CircuitBreakerConfig::default());
     for i in 0..40 {
         // 2 failures out of 5: 40%
         b.admit().unwrap().record(i % 5 >= 2);
     }
     assert_eq!(b.state(), BreakerState::Closed);
     let (clock2, b2) = breaker(CircuitBreakerConfig::default().consecutive_failures(0));
-    let _ = clock;
     fail(&b2, 19);
     clock2.advance(Duration::from_secs(11));
     succeed(&b2, 1);
@@ -292,7 +291,7 @@ fn a_thousand_concurrent_calls_against_half_open_admit_exactly_the_probe_count()
         let admitted = Arc::new(AtomicUsize::new(0));
         let rejected = Arc::new(AtomicUsize::new(0));
         let barrier = Arc::new(Barrier::new(8));
-        let permits = Arc::new(parking_lot_free::Bag::default());
+        let permits = Arc::new(held::Bag::default());
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (b, admitted, rejected, barrier, permits) = (
@@ -326,7 +325,7 @@ fn a_thousand_concurrent_calls_against_half_open_admit_exactly_the_probe_count()
     }
 }
 
-mod parking_lot_free {
+mod held {
     use std::sync::Mutex;
 
     /// Keeps permits alive until the test ends.
