@@ -50,7 +50,11 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = match known_header(key) {
+            Some(name) => self.0.get(name),
+            None => self.0.get(key),
+        };
+        value.and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -58,12 +62,11 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let values: Vec<&str> = self
-            .0
-            .get_all(key)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let all = match known_header(key) {
+            Some(name) => self.0.get_all(name),
+            None => self.0.get_all(key),
+        };
+        let values: Vec<&str> = all.iter().filter_map(|v| v.to_str().ok()).collect();
         if values.is_empty() {
             None
         } else {
@@ -79,10 +82,15 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
+        let name = match known_header(key) {
+            Some(name) => name.clone(),
+            None => match HeaderName::from_bytes(key.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        // `TryFrom<String>` takes the buffer over instead of copying it.
+        if let Ok(value) = HeaderValue::try_from(value) {
             self.0.insert(name, value);
         }
     }
@@ -113,4 +121,67 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
 /// Injects `cx` into `headers` with `propagator`.
 pub fn inject_with(propagator: &dyn TextMapPropagator, cx: &Context, headers: &mut HeaderMap) {
     propagator.inject_context(cx, &mut HeaderInjector(headers))
+}
+
+/// The header names our propagators use, pre-parsed: a lookup or an insert with one of these
+/// skips parsing (and, for an insert, allocating) the name on every request.
+fn known_header(key: &str) -> Option<&'static HeaderName> {
+    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+    static B3: HeaderName = HeaderName::from_static("b3");
+    static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+    static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+    static B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+    static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+    static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+    static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
+    static XRAY: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+    Some(match key {
+        "traceparent" => &TRACEPARENT,
+        "tracestate" => &TRACESTATE,
+        "baggage" => &BAGGAGE,
+        "b3" => &B3,
+        "x-b3-traceid" => &B3_TRACE_ID,
+        "x-b3-spanid" => &B3_SPAN_ID,
+        "x-b3-parentspanid" => &B3_PARENT_SPAN_ID,
+        "x-b3-sampled" => &B3_SAMPLED,
+        "x-b3-flags" => &B3_FLAGS,
+        "uber-trace-id" => &UBER_TRACE_ID,
+        "x-amzn-trace-id" => &XRAY,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_map_carriers_see_every_value_and_any_case() {
+        let mut headers = HeaderMap::new();
+        headers.append("tracestate", HeaderValue::from_static("a=1"));
+        headers.append("tracestate", HeaderValue::from_static("b=2"));
+        headers.append("x-custom", HeaderValue::from_static("c"));
+        let e = HeaderExtractor(&headers);
+        assert_eq!(e.get_all("tracestate"), Some(vec!["a=1", "b=2"]));
+        assert_eq!(e.get("tracestate"), Some("a=1"));
+        assert_eq!(e.get("X-Custom"), Some("c"));
+        assert_eq!(e.get_all("x-custom"), Some(vec!["c"]));
+        assert_eq!(e.get("traceparent"), None);
+
+        let mut out = HeaderMap::new();
+        let mut i = HeaderInjector(&mut out);
+        i.set("traceparent", "v1".to_owned());
+        i.set("traceparent", "v2".to_owned());
+        i.set("Uberctx-Key", "v".to_owned());
+        i.set("bad header", "v".to_owned());
+        i.set("b3", "bad\nvalue".to_owned());
+        assert_eq!(
+            out.get_all("traceparent").iter().collect::<Vec<_>>(),
+            ["v2"]
+        );
+        assert_eq!(out["uberctx-key"], "v");
+        assert_eq!(out.len(), 2);
+    }
 }
