@@ -367,14 +367,15 @@ pub(crate) struct ServerConfig {
 }
 
 impl ServerConfig {
-    fn route<B>(&self, req: &Request<B>) -> Option<String> {
+    fn route<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(path.as_str().to_owned());
+            return Some(Arc::from(path.as_str()));
         }
         self.route_extractor
             .as_ref()
             .and_then(|f| f(req.uri(), req.extensions()))
+            .map(Arc::from)
     }
 
     /// Records the request attributes not known when the span macro ran.

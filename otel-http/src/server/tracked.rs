@@ -19,7 +19,7 @@ pub(crate) struct Tracked {
     pub(crate) span: Option<tracing::Span>,
     /// The context of an unsampled request, attached on every poll.
     pub(crate) cx: Option<Context>,
-    pub(crate) route: Option<String>,
+    pub(crate) route: Option<Arc<str>>,
     start: Instant,
     method: &'static str,
     scheme: &'static str,
@@ -36,7 +36,7 @@ impl Tracked {
         config: Arc<ServerConfig>,
         start: Instant,
         method: &'static str,
-        route: Option<String>,
+        route: Option<Arc<str>>,
         scheme: &'static str,
         version: &'static str,
         request_id: Option<RequestId>,
@@ -124,7 +124,8 @@ impl Tracked {
             span.record(attributes::HTTP_RESPONSE_BODY_INCOMPLETE, true);
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let mut attrs = self.active_attributes();
+        let mut attrs = Vec::with_capacity(6);
+        attrs.extend(self.active_attributes());
         attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
         if let Some(route) = &self.route {
             attrs.push(KeyValue::new(sc::HTTP_ROUTE, route.clone()));
@@ -149,8 +150,9 @@ impl Tracked {
         self.span.take();
     }
 
-    fn active_attributes(&self) -> Vec<KeyValue> {
-        vec![
+    /// Static strings only: no allocation on the hot path.
+    fn active_attributes(&self) -> [KeyValue; 2] {
+        [
             KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method),
             KeyValue::new(sc::URL_SCHEME, self.scheme),
         ]
