@@ -63,7 +63,7 @@ pub struct CompositePropagator {
 /// [`CompositePropagator::from_names`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "OTEL_PROPAGATORS={list:?}: unknown propagator {name:?}; accepted names are \
+    "OTEL_PROPAGATORS: unknown propagator {name:?} in {list:?}; accepted names are \
      tracecontext, baggage, b3, b3multi, jaeger, xray, none (comma-separated)"
 )]
 pub struct PropagatorError {
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(err.name(), "zipkin");
         assert_eq!(
             err.to_string(),
-            "OTEL_PROPAGATORS=\"tracecontext, zipkin\": unknown propagator \"zipkin\"; accepted names are \
+            "OTEL_PROPAGATORS: unknown propagator \"zipkin\" in \"tracecontext, zipkin\"; accepted names are \
              tracecontext, baggage, b3, b3multi, jaeger, xray, none (comma-separated)"
         );
         let long = "x".repeat(10_000);
