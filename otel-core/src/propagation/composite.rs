@@ -355,6 +355,31 @@ mod tests {
     }
 
     #[test]
+    fn b3_deny_and_debug_pass_through() {
+        let p = CompositePropagator::from_names("tracecontext,b3,b3multi").unwrap();
+        let deny = p.extract_with_context(&Context::new(), &carrier(&[("b3", "0")]));
+        assert!(deny.span().span_context().is_valid());
+        assert!(!deny.span().span_context().is_sampled());
+
+        let debug = p.extract_with_context(
+            &Context::new(),
+            &carrier(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d")]),
+        );
+        assert!(DebugFlag::is_set(&debug));
+        let mut out = HashMap::new();
+        p.inject_context(&debug, &mut out);
+        assert_eq!(
+            out["b3"],
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d"
+        );
+        assert_eq!(out["x-b3-flags"], "1");
+        assert_eq!(
+            out["traceparent"],
+            "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01"
+        );
+    }
+
+    #[test]
     fn inject_all() {
         let p =
             CompositePropagator::from_names("tracecontext,baggage,b3,b3multi,jaeger,xray").unwrap();
