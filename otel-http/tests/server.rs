@@ -349,6 +349,7 @@ async fn server_span_ends_when_the_body_has_been_sent() {
         "span ended before the body did"
     );
 
+    let before_last_chunk = std::time::SystemTime::now();
     tx.send(Ok(Bytes::from_static(b"last"))).await.unwrap();
     assert_eq!(response.chunk().await.unwrap().unwrap(), "last");
     assert!(
@@ -359,6 +360,8 @@ async fn server_span_ends_when_the_body_has_been_sent() {
     assert!(response.chunk().await.unwrap().is_none());
 
     let span = telemetry.span("GET /stream");
+    // The span's end time is the end of the body, not the moment the headers went out.
+    assert!(span.end_time >= before_last_chunk);
     assert_eq!(
         TestTelemetry::attr(&span, "http.response.body.incomplete"),
         None

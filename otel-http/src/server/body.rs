@@ -9,8 +9,8 @@ use pin_project::{pin_project, pinned_drop};
 
 use super::tracked::Tracked;
 
-/// Response body of a traced request. Polls the inner body inside the server span; when the
-/// last frame has been produced the span ends and `http.server.request.duration` is recorded.
+/// Response body of a traced request. When the last frame has been produced the server span
+/// ends and `http.server.request.duration` is recorded.
 /// Dropped before that (client gone), it records `http.response.body.incomplete = true`.
 #[pin_project(PinnedDrop)]
 pub struct ResponseBody<B> {
@@ -50,14 +50,13 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let Some(tracked) = this.tracked.as_ref() else {
-            return this.inner.poll_frame(cx);
-        };
-        let polled = {
-            let _entered = tracked.span.as_ref().map(tracing::Span::enter);
-            let _attached = tracked.cx.as_ref().map(|c| c.clone().attach());
-            this.inner.as_mut().poll_frame(cx)
-        };
+        // The body is polled outside the span (as tower-http does): entering it on every frame
+        // would cost a subscriber round trip per chunk. The span's end time is stamped when the
+        // request finishes.
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if this.tracked.is_none() {
+            return polled;
+        }
         match &polled {
             Poll::Ready(None) => {
                 if let Some(tracked) = this.tracked.take() {

@@ -297,6 +297,18 @@ where
         match decision {
             Decision::Disabled => ResponseFuture::passthrough(self.inner.call(req)),
             Decision::Sampled(cx) => {
+                // Everything known now goes into the span macro: each later `record` costs a
+                // subscriber round trip.
+                let server = request_info::server_address(&req);
+                let client = request_info::client_address(&req, config.trust_forwarded);
+                let user_agent = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .map(|v| redact::header_value(&http::header::USER_AGENT, v));
+                let query = config
+                    .capture_query
+                    .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
+                    .flatten();
                 let span = tracing::info_span!(
                     target: "otel_http",
                     "HTTP request",
@@ -307,17 +319,19 @@ where
                     { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
                     { sc::URL_PATH } = req.uri().path(),
                     { sc::URL_SCHEME } = scheme,
-                    { sc::URL_QUERY } = Empty,
+                    { sc::URL_QUERY } = query.as_deref(),
                     { sc::HTTP_ROUTE } = tracked.route.as_deref(),
-                    { sc::SERVER_ADDRESS } = Empty,
-                    { sc::SERVER_PORT } = Empty,
-                    { sc::CLIENT_ADDRESS } = Empty,
-                    { sc::USER_AGENT_ORIGINAL } = Empty,
+                    { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
+                    { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
+                    { sc::CLIENT_ADDRESS } = client.as_deref(),
+                    { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
                     { sc::NETWORK_PROTOCOL_VERSION } = version,
                     { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
                     { sc::ERROR_TYPE } = Empty,
-                    { attributes::REQUEST_ID } = Empty,
-                    { attributes::REQUEST_ID_REJECTED } = Empty,
+                    { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
+                    { attributes::REQUEST_ID_REJECTED } = accepted
+                        .as_ref()
+                        .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
                     { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
                 );
                 let cx = with_id(cx);
@@ -327,11 +341,15 @@ where
                 if span.is_disabled() || span.set_parent(cx.clone()).is_err() {
                     tracked.cx = Some(cx);
                 }
-                config.record_request(&span, &req, accepted.as_ref());
-                let future = {
-                    let _entered = span.enter();
-                    let _attached = tracked.cx.as_ref().map(|cx| cx.clone().attach());
-                    self.inner.call(req)
+                record_headers(&span, &config.request_headers, req.headers());
+                // The span is entered while the response future is polled (where handlers
+                // run), not around `call`, which for axum and hyper only builds the future.
+                let future = match &tracked.cx {
+                    Some(cx) => {
+                        let _attached = cx.clone().attach();
+                        self.inner.call(req)
+                    }
+                    None => self.inner.call(req),
                 };
                 tracked.span = Some(span);
                 tracked.start_active();
@@ -376,43 +394,6 @@ impl ServerConfig {
             .as_ref()
             .and_then(|f| f(req.uri(), req.extensions()))
             .map(Arc::from)
-    }
-
-    /// Records the request attributes not known when the span macro ran.
-    fn record_request<B>(
-        &self,
-        span: &tracing::Span,
-        req: &Request<B>,
-        accepted: Option<&otel_core::request_id::Accepted>,
-    ) {
-        if let Some((host, port)) = request_info::server_address(req) {
-            span.record(sc::SERVER_ADDRESS, host);
-            if let Some(port) = port {
-                span.record(sc::SERVER_PORT, i64::from(port));
-            }
-        }
-        if let Some(addr) = request_info::client_address(req, self.trust_forwarded) {
-            span.record(sc::CLIENT_ADDRESS, addr.as_str());
-        }
-        if let Some(ua) = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .map(|v| redact::header_value(&http::header::USER_AGENT, v))
-        {
-            span.record(sc::USER_AGENT_ORIGINAL, ua.as_str());
-        }
-        if self.capture_query
-            && let Some(q) = req.uri().query()
-        {
-            span.record(sc::URL_QUERY, self.query_redactor.redact(q).as_str());
-        }
-        if let Some(accepted) = accepted {
-            span.record(attributes::REQUEST_ID, accepted.id.as_str());
-            if accepted.outcome == Outcome::Rejected {
-                span.record(attributes::REQUEST_ID_REJECTED, true);
-            }
-        }
-        record_headers(span, &self.request_headers, req.headers());
     }
 }
 

@@ -147,7 +147,11 @@ impl Tracked {
                 .add(-1, &self.active_attributes());
             self.active = false;
         }
-        self.span.take();
+        if let Some(span) = self.span.take() {
+            // The bridge takes a span's end time from its last exit: enter and leave once so
+            // the span ends now (body sent), not when the handler last returned.
+            drop(span.enter());
+        }
     }
 
     /// Static strings only: no allocation on the hot path.
