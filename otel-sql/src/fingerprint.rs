@@ -59,8 +59,8 @@ pub enum Dialect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
     hash: u64,
-    sanitized: Box<str>,
-    summary: Box<str>,
+    sanitized: String,
+    summary: String,
     operation: Option<&'static str>,
     collection: Option<Box<str>>,
     kind: StatementKind,
@@ -250,7 +250,7 @@ struct Group {
     values_row: bool,
 }
 
-const MAX_GROUPS: usize = 64;
+const MAX_GROUPS: usize = 16;
 
 #[derive(Default)]
 struct Statement {
@@ -282,8 +282,14 @@ struct Lexer<'a> {
     after_table: bool,
     literals: Option<u64>,
     has_placeholders: bool,
-    statements: Vec<Statement>,
     current: Statement,
+    statement_count: usize,
+    kind: StatementKind,
+    operation: Option<&'static str>,
+    collection: Option<(usize, usize)>,
+    many_tables: bool,
+    summary: String,
+    summary_full: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -308,8 +314,14 @@ impl<'a> Lexer<'a> {
             after_table: false,
             literals: None,
             has_placeholders: false,
-            statements: Vec::new(),
             current: Statement::default(),
+            statement_count: 0,
+            kind: StatementKind::Ignored,
+            operation: None,
+            collection: None,
+            many_tables: false,
+            summary: String::new(),
+            summary_full: false,
         }
     }
 
@@ -554,12 +566,12 @@ impl<'a> Lexer<'a> {
             return;
         }
         let word = &self.text[start..end];
-        match keyword(word) {
-            Some("NULL") => self.emit("NULL", Tok::Keyword),
-            Some("TRUE") | Some("FALSE") => self.literal(start),
-            Some(kw) => {
-                self.note_keyword(kw);
-                self.emit(kw, Tok::Keyword);
+        match keyword_index(word) {
+            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit("NULL", Tok::Keyword),
+            Some(i) if KEYWORD_FLAGS[i] & KW_BOOL != 0 => self.literal(start),
+            Some(i) => {
+                self.note_keyword(i);
+                self.emit(KEYWORDS[i], Tok::Keyword);
             }
             None => {
                 self.note_ident(start, end);
@@ -622,20 +634,22 @@ impl<'a> Lexer<'a> {
         self.emit("?", Tok::Value);
     }
 
-    fn note_keyword(&mut self, kw: &'static str) {
+    fn note_keyword(&mut self, i: usize) {
+        let kw = KEYWORDS[i];
+        let flags = KEYWORD_FLAGS[i];
         let st = &mut self.current;
         if st.first_keyword.is_none() && st.tokens == 0 {
             st.first_keyword = Some(kw);
         }
-        if st.operation.is_none() && self.depth == 0 && is_operation(kw) {
+        if st.operation.is_none() && self.depth == 0 && flags & KW_OPERATION != 0 {
             st.operation = Some(kw);
         }
-        match kw {
-            "FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE" => self.expect_table = true,
-            "IF" | "NOT" | "EXISTS" | "ONLY" | "LATERAL" if self.expect_table => {}
-            _ => self.expect_table = false,
+        if flags & KW_TABLE_INTRO != 0 {
+            self.expect_table = true;
+        } else if !(self.expect_table && flags & KW_TABLE_SKIP != 0) {
+            self.expect_table = false;
         }
-        if kw == "VALUES" {
+        if flags & KW_VALUES != 0 {
             self.values_depth = Some(self.depth);
             self.prev_row = None;
         } else if self.values_depth == Some(self.depth) {
@@ -757,9 +771,7 @@ impl<'a> Lexer<'a> {
     fn end_statement(&mut self) {
         self.emit(";", Tok::Semi);
         let st = std::mem::take(&mut self.current);
-        if st.tokens > 0 && self.statements.len() < 64 {
-            self.statements.push(st);
-        }
+        self.fold_statement(st);
         self.depth = 0;
         self.values_depth = None;
         self.prev_row = None;
@@ -798,88 +810,97 @@ impl<'a> Lexer<'a> {
         self.last = Some(tok);
     }
 
+    /// Folds a finished statement into the summary, kind, operation and collection.
+    fn fold_statement(&mut self, st: Statement) {
+        if st.tokens == 0 {
+            return;
+        }
+        self.statement_count += 1;
+        let k = statement_kind(&st);
+        self.kind = match (self.kind, k) {
+            (StatementKind::Write, _) | (_, StatementKind::Write) => StatementKind::Write,
+            (StatementKind::Read, _) | (_, StatementKind::Read) => StatementKind::Read,
+            _ => StatementKind::Ignored,
+        };
+        let op = st.operation.or(st.first_keyword);
+        if self.statement_count == 1 {
+            self.operation = op;
+        }
+        self.many_tables |= st.extra_tables;
+        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+            match self.collection {
+                None => self.collection = Some((s, e)),
+                Some((cs, ce)) if self.text[cs..ce] != self.text[s..e] => self.many_tables = true,
+                Some(_) => {}
+            }
+        }
+        if self.summary_full || (op.is_none() && st.table_count == 0) {
+            return;
+        }
+        let mut part_len = op.map_or(0, str::len);
+        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+            part_len += 1 + e - s;
+        }
+        let sep = if self.summary.is_empty() { 0 } else { 2 };
+        if !self.summary.is_empty() && self.summary.len() + sep + part_len > MAX_SUMMARY_LEN {
+            self.summary_full = true;
+            return;
+        }
+        if sep > 0 {
+            self.summary.push_str("; ");
+        }
+        let mut first = true;
+        if let Some(op) = op {
+            self.summary.push_str(op);
+            first = false;
+        }
+        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+            if !first {
+                self.summary.push(' ');
+            }
+            first = false;
+            self.summary.push_str(&self.text[s..e]);
+        }
+    }
+
     fn finish(mut self) -> Fingerprint {
         let st = std::mem::take(&mut self.current);
-        if st.tokens > 0 {
-            self.statements.push(st);
-        }
+        self.fold_statement(st);
         // Drop a trailing `;` so `SELECT 1;` and `SELECT 1` share a shape.
         while self.out.ends_with(';') || self.out.ends_with(' ') {
             self.out.pop();
         }
         let hash = fast_hash(self.out.as_bytes(), 0x6f74_656c_2d73_716c);
         let mut sanitized = self.out;
-        if sanitized.len() > MAX_SANITIZED_LEN {
-            let mut cut = MAX_SANITIZED_LEN;
-            while !sanitized.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            sanitized.truncate(cut);
-        }
-
-        let mut summary = String::new();
-        let mut kind = StatementKind::Ignored;
-        let mut all_tables: Vec<&str> = Vec::new();
-        let mut many_tables = false;
-        for st in &self.statements {
-            let k = statement_kind(st);
-            kind = match (kind, k) {
-                (StatementKind::Write, _) | (_, StatementKind::Write) => StatementKind::Write,
-                (StatementKind::Read, _) | (_, StatementKind::Read) => StatementKind::Read,
-                _ => StatementKind::Ignored,
-            };
-            let op = st.operation.or(st.first_keyword);
-            let mut part = String::new();
-            if let Some(op) = op {
-                part.push_str(op);
-            }
-            for &(s, e) in st.tables[..st.table_count].iter().flatten() {
-                let name = &self.text[s..e];
-                if !part.is_empty() {
-                    part.push(' ');
-                }
-                part.push_str(name);
-                if !all_tables.contains(&name) {
-                    all_tables.push(name);
-                }
-            }
-            many_tables |= st.extra_tables;
-            if part.is_empty() {
-                continue;
-            }
-            if !summary.is_empty() {
-                if summary.len() + 2 + part.len() > MAX_SUMMARY_LEN {
-                    break;
-                }
-                summary.push_str("; ");
-            }
-            summary.push_str(&part);
-        }
-        if summary.len() > MAX_SUMMARY_LEN {
-            let mut cut = MAX_SUMMARY_LEN;
-            while !summary.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            summary.truncate(cut);
-        }
-        let first = self.statements.first();
-        let collection = if all_tables.len() == 1 && !many_tables {
-            Some(Box::from(all_tables[0]))
-        } else {
-            None
+        truncate_at_boundary(&mut sanitized, MAX_SANITIZED_LEN);
+        let mut summary = self.summary;
+        truncate_at_boundary(&mut summary, MAX_SUMMARY_LEN);
+        let collection = match self.collection {
+            Some((s, e)) if !self.many_tables => Some(Box::from(&self.text[s..e])),
+            _ => None,
         };
         Fingerprint {
             hash,
-            sanitized: sanitized.into_boxed_str(),
-            summary: summary.into_boxed_str(),
-            operation: first.and_then(|s| s.operation.or(s.first_keyword)),
+            sanitized,
+            summary,
+            operation: self.operation,
             collection,
-            kind,
+            kind: self.kind,
             literals_hash: self.literals,
             has_placeholders: self.has_placeholders,
-            statements: self.statements.len(),
+            statements: self.statement_count,
             suggestion: OnceLock::new(),
         }
+    }
+}
+
+fn truncate_at_boundary(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
     }
 }
 
@@ -904,69 +925,62 @@ fn statement_kind(st: &Statement) -> StatementKind {
     }
 }
 
-fn is_operation(kw: &str) -> bool {
-    matches!(
-        kw,
-        "SELECT"
-            | "INSERT"
-            | "UPDATE"
-            | "DELETE"
-            | "MERGE"
-            | "REPLACE"
-            | "UPSERT"
-            | "COPY"
-            | "SHOW"
-            | "EXPLAIN"
-            | "DESCRIBE"
-            | "VALUES"
-            | "CREATE"
-            | "ALTER"
-            | "DROP"
-            | "TRUNCATE"
-            | "BEGIN"
-            | "COMMIT"
-            | "ROLLBACK"
-            | "SAVEPOINT"
-            | "RELEASE"
-            | "SET"
-            | "PRAGMA"
-            | "CALL"
-            | "START"
-    )
-}
-
 fn is_ident_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+    CHAR_CLASS[c as usize] & C_IDENT_START != 0
 }
 
 fn is_ident_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+    CHAR_CLASS[c as usize] & C_IDENT != 0
 }
 
 fn is_operator_char(c: u8) -> bool {
-    matches!(
-        c,
-        b'+' | b'-'
-            | b'*'
-            | b'/'
-            | b'<'
-            | b'>'
-            | b'='
-            | b'~'
-            | b'!'
-            | b'@'
-            | b'#'
-            | b'%'
-            | b'^'
-            | b'&'
-            | b'|'
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'\\'
-    )
+    CHAR_CLASS[c as usize] & C_OPERATOR != 0
 }
+
+const C_IDENT_START: u8 = 1;
+const C_IDENT: u8 = 2;
+const C_OPERATOR: u8 = 4;
+
+/// Byte classes, one table lookup per byte in the hot loops.
+const CHAR_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            t[c] |= C_IDENT_START | C_IDENT;
+        }
+        if b.is_ascii_digit() || b == b'$' {
+            t[c] |= C_IDENT;
+        }
+        if matches!(
+            b,
+            b'+' | b'-'
+                | b'*'
+                | b'/'
+                | b'<'
+                | b'>'
+                | b'='
+                | b'~'
+                | b'!'
+                | b'@'
+                | b'#'
+                | b'%'
+                | b'^'
+                | b'&'
+                | b'|'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'\\'
+        ) {
+            t[c] |= C_OPERATOR;
+        }
+        c += 1;
+    }
+    t
+};
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
@@ -1091,21 +1105,173 @@ const KEYWORDS: &[&str] = &[
     "WORK",
 ];
 
+/// [`KEYWORDS`] packed big-endian into integers: zero padding keeps the lexicographic order,
+/// so a lookup is a binary search over integers rather than over string comparisons.
+const KEYWORD_KEYS: [u128; KEYWORDS.len()] = {
+    let mut keys = [0u128; KEYWORDS.len()];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        keys[i] = pack(KEYWORDS[i].as_bytes());
+        i += 1;
+    }
+    keys
+};
+
+const fn pack(bytes: &[u8]) -> u128 {
+    let mut v = 0u128;
+    let mut i = 0;
+    while i < 16 {
+        v <<= 8;
+        if i < bytes.len() {
+            v |= bytes[i].to_ascii_uppercase() as u128;
+        }
+        i += 1;
+    }
+    v
+}
+
+/// Open-addressing table over [`KEYWORD_KEYS`] (index + 1, 0 = empty), built at compile
+/// time: a keyword lookup is one multiply, a load or two and one integer comparison.
+const KEYWORD_TABLE: [u8; KEYWORD_SLOTS] = {
+    let mut table = [0u8; KEYWORD_SLOTS];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let mut slot = keyword_slot(KEYWORD_KEYS[i]);
+        while table[slot] != 0 {
+            slot = (slot + 1) & (KEYWORD_SLOTS - 1);
+        }
+        table[slot] = (i + 1) as u8;
+        i += 1;
+    }
+    table
+};
+const KEYWORD_SLOTS: usize = 512;
+
+const fn keyword_slot(key: u128) -> usize {
+    let folded = (key >> 64) as u64 ^ (key as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - 9)) as usize
+}
+
 /// The canonical keyword for `word`, when it is one (ASCII case-insensitive).
+#[cfg(test)]
 fn keyword(word: &str) -> Option<&'static str> {
+    keyword_index(word).map(|i| KEYWORDS[i])
+}
+
+/// The index in [`KEYWORDS`] of `word`, when it is a keyword (ASCII case-insensitive).
+fn keyword_index(word: &str) -> Option<usize> {
     let b = word.as_bytes();
     if b.len() > 12 || b.len() < 2 {
         return None;
     }
-    let mut buf = [0u8; 12];
+    let mut buf = [0u8; 16];
     for (d, s) in buf.iter_mut().zip(b) {
         *d = s.to_ascii_uppercase();
     }
-    let upper = &buf[..b.len()];
-    KEYWORDS
-        .binary_search_by(|k| k.as_bytes().cmp(upper))
-        .ok()
-        .map(|i| KEYWORDS[i])
+    let key = u128::from_be_bytes(buf);
+    let mut slot = keyword_slot(key);
+    loop {
+        let entry = KEYWORD_TABLE[slot] as usize;
+        if entry == 0 {
+            return None;
+        }
+        if KEYWORD_KEYS[entry - 1] == key {
+            return Some(entry - 1);
+        }
+        slot = (slot + 1) & (KEYWORD_SLOTS - 1);
+    }
+}
+
+const KW_OPERATION: u8 = 1;
+const KW_TABLE_INTRO: u8 = 2;
+const KW_TABLE_SKIP: u8 = 4;
+const KW_VALUES: u8 = 8;
+const KW_NULL: u8 = 16;
+const KW_BOOL: u8 = 32;
+
+/// Per keyword: what it means to the summary and the list folding (computed at compile time
+/// so the lexer tests bits rather than comparing strings).
+const KEYWORD_FLAGS: [u8; KEYWORDS.len()] = {
+    const OPERATIONS: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "REPLACE",
+        "UPSERT",
+        "COPY",
+        "SHOW",
+        "EXPLAIN",
+        "DESCRIBE",
+        "VALUES",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+        "PRAGMA",
+        "CALL",
+        "START",
+    ];
+    const TABLE_INTRO: &[&str] = &["FROM", "JOIN", "INTO", "UPDATE", "TABLE"];
+    const TABLE_SKIP: &[&str] = &["IF", "NOT", "EXISTS", "ONLY", "LATERAL"];
+    let mut flags = [0u8; KEYWORDS.len()];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let k = KEYWORDS[i];
+        if contains(OPERATIONS, k) {
+            flags[i] |= KW_OPERATION;
+        }
+        if contains(TABLE_INTRO, k) {
+            flags[i] |= KW_TABLE_INTRO;
+        }
+        if contains(TABLE_SKIP, k) {
+            flags[i] |= KW_TABLE_SKIP;
+        }
+        if str_eq(k, "VALUES") {
+            flags[i] |= KW_VALUES;
+        }
+        if str_eq(k, "NULL") {
+            flags[i] |= KW_NULL;
+        }
+        if str_eq(k, "TRUE") || str_eq(k, "FALSE") {
+            flags[i] |= KW_BOOL;
+        }
+        i += 1;
+    }
+    flags
+};
+
+const fn contains(list: &[&str], k: &str) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if str_eq(list[i], k) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -1119,6 +1285,13 @@ mod tests {
     #[test]
     fn keywords_are_sorted() {
         assert!(KEYWORDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(KEYWORD_KEYS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keyword("select"), Some("SELECT"));
+        assert_eq!(keyword("Transaction"), Some("TRANSACTION"));
+        assert_eq!(keyword("users"), None);
+        for kw in KEYWORDS {
+            assert_eq!(keyword(&kw.to_ascii_lowercase()), Some(*kw));
+        }
     }
 
     #[test]

@@ -103,9 +103,7 @@ fn compute_suggestion(fp: &Fingerprint, dialect: Dialect) -> Option<String> {
 fn key_column(sanitized: &str) -> Option<&str> {
     let idx = sanitized.rfind(" = ?")?;
     let before = &sanitized[..idx];
-    let start = before
-        .rfind([' ', '(', ','])
-        .map_or(0, |i| i + 1);
+    let start = before.rfind([' ', '(', ',']).map_or(0, |i| i + 1);
     let col = &before[start..];
     (!col.is_empty()).then_some(col)
 }

@@ -55,9 +55,9 @@ impl<DB: TracedDatabase> TracedPool<DB> {
         &self.pool
     }
 
-    /// This pool, remembering the caller's source line: `query.fetch_all(pool.here())`
-    /// records `code.file.path` / `code.line.number` on the span and gives N+1 findings
-    /// that line as their call site. (sqlx calls `Executor` methods from its own generic
+    /// This pool, remembering the caller's source line: `query.fetch_all(&pool.here())`
+    /// gives N+1 findings that line as their call site. (The span keeps the `code.*`
+    /// attributes `tracing-opentelemetry` sets; a second set would duplicate the keys.) (sqlx calls `Executor` methods from its own generic
     /// code, so `#[track_caller]` there would name sqlx; this is where it can work.)
     #[track_caller]
     pub fn here(&self) -> Self {

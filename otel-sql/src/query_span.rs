@@ -132,7 +132,7 @@ pub(crate) fn begin<'q, DB: TracedDatabase, E: Execute<'q, DB>>(
         (None, Some(l)) => l,
         (None, None) => 0,
     };
-    let span = open_span(shared, &fp, sql.as_str(), call_site);
+    let span = open_span(shared, &fp, sql.as_str());
     query_counter::count();
     let guard = QueryGuard {
         span,
@@ -236,7 +236,7 @@ impl Drop for QueryGuard {
     }
 }
 
-/// A sqlx result stream that runs inside the operation's span and closes it at the end.
+/// A sqlx result stream that closes the operation's span at its end.
 #[pin_project(PinnedDrop)]
 pub(crate) struct TracedStream<S> {
     #[pin]
@@ -258,10 +258,10 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        let poll = {
-            let _enter = this.guard.span.enter();
-            this.inner.poll_next(cx)
-        };
+        // The span is deliberately not entered while sqlx runs: sqlx-sqlite hands
+        // `Span::current()` to its worker thread, which would then hold the span open (and
+        // end it) after the result reached the caller.
+        let poll = this.inner.poll_next(cx);
         match &poll {
             Poll::Ready(Some(Ok(sqlx::Either::Right(_)))) => this.guard.rows += 1,
             Poll::Ready(Some(Err(e))) => this.guard.finish(Some(e)),
@@ -279,7 +279,7 @@ impl<S> PinnedDrop for TracedStream<S> {
     }
 }
 
-/// A sqlx `fetch_optional` future that runs inside the operation's span.
+/// A sqlx `fetch_optional` future that closes the operation's span when it completes.
 #[pin_project]
 pub(crate) struct TracedFuture<F> {
     #[pin]
@@ -301,10 +301,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let poll = {
-            let _enter = this.guard.span.enter();
-            this.inner.poll(cx)
-        };
+        let poll = this.inner.poll(cx);
         match &poll {
             Poll::Ready(Ok(row)) => {
                 this.guard.rows = u64::from(row.is_some());
@@ -318,12 +315,7 @@ where
 }
 
 /// Span name per the conventions: the summary, else the system name.
-fn open_span(
-    shared: &Shared,
-    fp: &Fingerprint,
-    raw: &str,
-    call_site: Option<&'static Location<'static>>,
-) -> tracing::Span {
+fn open_span(shared: &Shared, fp: &Fingerprint, raw: &str) -> tracing::Span {
     let name: &str = if fp.summary().is_empty() {
         shared.system
     } else {
@@ -356,8 +348,6 @@ fn open_span(
         { sc::SERVER_ADDRESS } = shared.endpoint.address.as_deref(),
         { sc::SERVER_PORT } = shared.endpoint.port.map(i64::from),
         { sc::ERROR_TYPE } = Empty,
-        { sc::CODE_FILE_PATH } = call_site.map(|l| l.file()),
-        { sc::CODE_LINE_NUMBER } = call_site.map(|l| i64::from(l.line())),
     )
 }
 

@@ -38,7 +38,7 @@ fn closed_token() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
             "SELECT", "FROM", "WHERE", "IN", "VALUES", "(", ")", ",", ";", ".", "::", "=", "*",
-            "-", "NULL", "?", "$1", ":name", "@p1", "users", "t.id", "0x1F", "1e-3", "*/", "é",
+            "NULL", "?", "$1", ":name", "@p1", "users", "t.id", "0x1F", "1e-3", "*/", "é",
         ])
         .prop_map(str::to_owned),
         "[a-z_]{1,8}",

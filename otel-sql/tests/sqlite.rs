@@ -39,3 +39,35 @@ db_suite! {
     port = None::<i64>,
     batched = batched,
 }
+
+#[tokio::test]
+async fn raw_sql_batch_is_one_span_with_a_joined_summary() {
+    let tt = otel_core::testing::TestTelemetry::new();
+    let pool = connect().await.unwrap();
+    let t = common::unique("batch_raw");
+    let sql = format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY); INSERT INTO {t} (id) VALUES (1), (2); SELECT id FROM {t}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let name = format!("CREATE {t}; INSERT {t}; SELECT {t}");
+    let span = tt.span(&name);
+    assert_eq!(
+        common::s(&span, "db.operation.name").as_deref(),
+        Some("CREATE")
+    );
+    assert_eq!(common::s(&span, "db.collection.name"), Some(t.clone()));
+    assert_eq!(
+        common::s(&span, "db.query.text"),
+        Some(format!(
+            "CREATE TABLE {t} (id BIGINT PRIMARY KEY); INSERT INTO {t} (id) VALUES (?); SELECT id FROM {t}"
+        ))
+    );
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+        .fetch_one(pool.inner())
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}

@@ -99,7 +99,7 @@ macro_rules! db_suite {
         use opentelemetry::trace::{SpanKind, Status};
         use otel_sql::TracedPool;
         use sqlx::AssertSqlSafe;
-        use tracing::instrument;
+        use tracing::{instrument, Instrument};
         use common::*;
 
         fn q(sql: String) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
@@ -148,6 +148,59 @@ macro_rules! db_suite {
             assert_eq!(TestTelemetry::attr(&span, "server.port").map(|v| match v { opentelemetry::Value::I64(n) => n, _ => -1 }), $port);
             assert_eq!(s(&span, "error.type"), None);
             assert_eq!(s(&span, "db.response.status_code"), None);
+        }
+
+        #[tokio::test]
+        async fn query_span_is_a_child_of_the_caller() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let (posts, _) = setup(&pool, "child", 1, 0).await;
+            $tt.reset();
+            let handler = tracing::info_span!("handler");
+            async {
+                q(format!("SELECT id FROM {posts}")).fetch_all(&pool).await.unwrap();
+            }
+            .instrument(handler)
+            .await;
+            let parent = $tt.span("handler");
+            let span = $tt.span(&format!("SELECT {posts}"));
+            assert!(TestTelemetry::is_child_of(&span, &parent));
+        }
+
+        #[tokio::test]
+        async fn here_gives_findings_the_query_line() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let (posts, comments) = setup(&pool, "here", 6, 1).await;
+            // Inside this macro, `line!()` and `#[track_caller]` both name the invocation line.
+            let line = line!();
+            let ((), findings) = otel_sql::n_plus_one_findings(async {
+                for id in post_ids(&pool, &posts).await {
+                    q(format!("SELECT id, body FROM {comments} WHERE post_id = {}", $p(1)))
+                        .bind(id)
+                        .fetch_all(&pool.here())
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+            let f = findings.iter().find(|f| f.kind == FindingKind::NPlusOne).unwrap_or_else(|| panic!("{findings:?}"));
+            let site = f.call_site.as_deref().unwrap_or_default();
+            assert!(site.contains(&format!("{}:{line}", file!())), "{site}");
+            drop($tt);
+        }
+
+        #[tokio::test]
+        async fn raw_query_text_only_on_opt_in() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let raw = TracedPool::builder(pool.inner().clone()).record_raw_query_text(true).build();
+            let (posts, _) = setup(&pool, "raw", 1, 0).await;
+            $tt.reset();
+            let sql = format!("SELECT id FROM {posts} WHERE title = 'post 0'");
+            q(sql.clone()).fetch_all(&raw).await.unwrap();
+            let span = $tt.span(&format!("SELECT {posts}"));
+            assert_eq!(s(&span, "db.query.text"), Some(sql));
         }
 
         #[tokio::test]
