@@ -375,6 +375,48 @@ macro_rules! db_suite {
         }
 
         #[tokio::test]
+        async fn same_query_with_same_values_is_a_duplicate_not_other_values() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let (posts, _) = setup(&pool, "dup", 3, 0).await;
+            let sql = format!("SELECT title FROM {posts} WHERE id = {}", $p(1));
+            let ((), findings) = otel_sql::n_plus_one_findings(async {
+                for _ in 0..3 {
+                    q(sql.clone()).bind(1_i64).fetch_all(&pool).await.unwrap();
+                }
+            })
+            .await;
+            let f = findings.iter().find(|f| f.kind == FindingKind::Duplicate).unwrap_or_else(|| panic!("{findings:?}"));
+            assert_eq!(f.count, 3);
+            // three different values: neither a duplicate nor (below 5) an N+1
+            otel_sql::assert_no_n_plus_one(async {
+                for id in 0..3_i64 {
+                    q(sql.clone()).bind(id).fetch_all(&pool).await.unwrap();
+                }
+            })
+            .await;
+            drop($tt);
+        }
+
+        #[tokio::test]
+        async fn insert_loop_is_an_unbatched_write() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let (posts, _) = setup(&pool, "unb", 0, 0).await;
+            let ((), findings) = otel_sql::n_plus_one_findings(async {
+                for id in 0..6_i64 {
+                    q(format!("INSERT INTO {posts} (id, title) VALUES ({}, {})", $p(1), $p(2)))
+                        .bind(id).bind("x").execute(&pool).await.unwrap();
+                }
+            })
+            .await;
+            let f = findings.iter().find(|f| f.kind == FindingKind::UnbatchedWrite).unwrap_or_else(|| panic!("{findings:?}"));
+            assert_eq!(f.count, 6);
+            assert!(f.suggestion.as_deref().unwrap_or_default().contains("push_values"), "{f:?}");
+            drop($tt);
+        }
+
+        #[tokio::test]
         async fn query_counter_guard_fails_over_the_maximum() {
             let $tt = TestTelemetry::new();
             let Some(pool) = $connect else { return };
