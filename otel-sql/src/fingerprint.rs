@@ -60,9 +60,9 @@ pub enum Dialect {
 pub struct Fingerprint {
     hash: u64,
     sanitized: String,
-    summary: String,
+    summary: Arc<str>,
     operation: Option<&'static str>,
-    collection: Option<Box<str>>,
+    collection: Option<Arc<str>>,
     kind: StatementKind,
     literals_hash: Option<u64>,
     has_placeholders: bool,
@@ -74,6 +74,14 @@ pub struct Fingerprint {
 impl Fingerprint {
     pub(crate) fn suggestion_cell(&self) -> &OnceLock<Option<Box<str>>> {
         &self.suggestion
+    }
+    /// The summary, shared (cheap to put in metric attributes).
+    pub(crate) fn summary_shared(&self) -> &Arc<str> {
+        &self.summary
+    }
+    /// The collection, shared.
+    pub(crate) fn collection_shared(&self) -> Option<&Arc<str>> {
+        self.collection.as_ref()
     }
 
     /// Stable 64-bit hash of the sanitised text: equal for queries that differ only in
@@ -876,13 +884,13 @@ impl<'a> Lexer<'a> {
         let mut summary = self.summary;
         truncate_at_boundary(&mut summary, MAX_SUMMARY_LEN);
         let collection = match self.collection {
-            Some((s, e)) if !self.many_tables => Some(Box::from(&self.text[s..e])),
+            Some((s, e)) if !self.many_tables => Some(Arc::from(&self.text[s..e])),
             _ => None,
         };
         Fingerprint {
             hash,
             sanitized,
-            summary,
+            summary: Arc::from(summary),
             operation: self.operation,
             collection,
             kind: self.kind,

@@ -66,11 +66,18 @@ impl Shared {
             .with_boundaries(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
             .build();
         let mut metric_base = vec![KeyValue::new(sc::DB_SYSTEM_NAME, DB::SYSTEM_NAME)];
+        // `Arc<str>` values: cloning the base attributes per query is a refcount bump.
         if let Some(ns) = &endpoint.namespace {
-            metric_base.push(KeyValue::new(sc::DB_NAMESPACE, ns.clone()));
+            metric_base.push(KeyValue::new(
+                sc::DB_NAMESPACE,
+                Arc::<str>::from(ns.as_str()),
+            ));
         }
         if let Some(addr) = &endpoint.address {
-            metric_base.push(KeyValue::new(sc::SERVER_ADDRESS, addr.clone()));
+            metric_base.push(KeyValue::new(
+                sc::SERVER_ADDRESS,
+                Arc::<str>::from(addr.as_str()),
+            ));
         }
         if let Some(port) = endpoint.port {
             metric_base.push(KeyValue::new(sc::SERVER_PORT, i64::from(port)));
@@ -177,17 +184,18 @@ impl QueryGuard {
             sc::DB_RESPONSE_RETURNED_ROWS,
             i64::try_from(self.rows).unwrap_or(i64::MAX),
         );
-        let mut attrs = self.shared.metric_base.clone();
+        let mut attrs = Vec::with_capacity(self.shared.metric_base.len() + 5);
+        attrs.extend_from_slice(&self.shared.metric_base);
         if let Some(op) = self.fp.operation() {
             attrs.push(KeyValue::new(sc::DB_OPERATION_NAME, op));
         }
-        if let Some(coll) = self.fp.collection() {
-            attrs.push(KeyValue::new(sc::DB_COLLECTION_NAME, coll.to_owned()));
+        if let Some(coll) = self.fp.collection_shared() {
+            attrs.push(KeyValue::new(sc::DB_COLLECTION_NAME, coll.clone()));
         }
         if !self.fp.summary().is_empty() {
             attrs.push(KeyValue::new(
                 sc::DB_QUERY_SUMMARY,
-                self.fp.summary().to_owned(),
+                self.fp.summary_shared().clone(),
             ));
         }
         if let Some(e) = error {
