@@ -24,6 +24,7 @@ use std::time::Instant;
 use futures_util::Stream;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
+use opentelemetry::trace::TraceContextExt;
 use otel_core::attributes::error_type;
 use otel_core::attributes::semconv::attribute as sc;
 use otel_core::repeated_shape::{self, Observation, ShapeKind};
@@ -139,7 +140,13 @@ pub(crate) fn begin<'q, DB: TracedDatabase, E: Execute<'q, DB>>(
         (None, Some(l)) => l,
         (None, None) => 0,
     };
-    let span = open_span(shared, &fp, sql.as_str());
+    let span = if parent_is_unsampled() {
+        // Sampling before bridging (DESIGN.md): inside an unsampled request no bridged span
+        // is built; the metric and the N+1 detector still see the query.
+        tracing::Span::none()
+    } else {
+        open_span(shared, &fp, sql.as_str())
+    };
     query_counter::count();
     let guard = QueryGuard {
         span,
@@ -320,6 +327,17 @@ where
         }
         poll
     }
+}
+
+/// Whether the query runs inside a trace that was decided unsampled (or telemetry is off).
+fn parent_is_unsampled() -> bool {
+    if !otel_core::sampling::is_enabled() {
+        return true;
+    }
+    let cx = otel_core::context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid() && !sc.is_sampled()
 }
 
 /// Span name per the conventions: the summary, else the system name.

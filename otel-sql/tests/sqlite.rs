@@ -71,3 +71,48 @@ async fn raw_sql_batch_is_one_span_with_a_joined_summary() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[tokio::test]
+async fn unsampled_request_builds_no_span_but_still_counts_repeats() {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let tt = otel_core::testing::TestTelemetry::new();
+    let pool = connect().await.unwrap();
+    let t = common::unique("unsampled");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
+    )))
+    .execute(pool.inner())
+    .await
+    .unwrap();
+    let unsampled = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    ));
+    let _attached = unsampled.attach();
+    let ((), findings) = otel_sql::n_plus_one_findings(async {
+        for id in 0..5_i64 {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM {t} WHERE id = ?"
+            )))
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    assert!(
+        tt.spans_named(&format!("SELECT {t}")).is_empty(),
+        "no span in an unsampled trace"
+    );
+    let f = findings
+        .iter()
+        .find(|f| f.kind == otel_core::repeated_shape::FindingKind::NPlusOne)
+        .unwrap_or_else(|| panic!("{findings:?}"));
+    assert_eq!(f.count, 5);
+}
