@@ -3,7 +3,7 @@
 //!
 //! On by default in debug builds, off in release builds; switch it with the client builders'
 //! `.curl_event(bool)`. Secrets never appear: sensitive headers are `[REDACTED]` (see
-//! [`redact`](crate::redact)), configured query values are redacted, userinfo is dropped.
+//! [`crate::redact`]), configured query values are redacted, userinfo is dropped.
 //! A body is shown only when it is known up front (reqwest's buffered bodies), textual, and
 //! at most the configured limit (1024 bytes by default); otherwise a comment says why.
 //!

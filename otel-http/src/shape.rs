@@ -2,7 +2,7 @@
 //!
 //! Two calls have the same shape when they differ only in ids: `GET api.example.com/users/{id}`.
 //! The shape is `{method} {server.address}{url.template}` when the caller set a
-//! [`UrlTemplate`](otel_core::extensions::UrlTemplate), otherwise the path with id-like
+//! [`otel_core::extensions::UrlTemplate`], otherwise the path with id-like
 //! segments (numbers, UUIDs, long hex or mixed alphanumeric tokens) replaced by `{id}`.
 //!
 //! ```
