@@ -649,10 +649,14 @@ impl<'a> Lexer<'a> {
         if st.first_keyword.is_none() && st.tokens == 0 {
             st.first_keyword = Some(kw);
         }
+        let mut became_operation = false;
         if st.operation.is_none() && self.depth == 0 && flags & KW_OPERATION != 0 {
             st.operation = Some(kw);
+            became_operation = true;
         }
-        if flags & KW_TABLE_INTRO != 0 {
+        // `UPDATE` names a table only as the statement's operation, not in
+        // `ON DUPLICATE KEY UPDATE col = ..` or `FOR UPDATE`.
+        if flags & KW_TABLE_INTRO != 0 && (flags & KW_OPERATION == 0 || became_operation) {
             self.expect_table = true;
         } else if !(self.expect_table && flags & KW_TABLE_SKIP != 0) {
             self.expect_table = false;
@@ -1061,6 +1065,7 @@ const KEYWORDS: &[&str] = &[
     "LIKE",
     "LIMIT",
     "LOCK",
+    "LOCKED",
     "MERGE",
     "NATURAL",
     "NEXT",
@@ -1069,6 +1074,7 @@ const KEYWORDS: &[&str] = &[
     "NOWAIT",
     "NULL",
     "NULLS",
+    "OF",
     "OFFSET",
     "ON",
     "ONLY",
@@ -1154,6 +1160,8 @@ const KEYWORD_TABLE: [u8; KEYWORD_SLOTS] = {
     table
 };
 const KEYWORD_SLOTS: usize = 512;
+// Indexes fit the table's `u8` entries, and the table stays sparse enough for short probes.
+const _: () = assert!(KEYWORDS.len() < 255 && KEYWORDS.len() * 3 < KEYWORD_SLOTS);
 
 const fn keyword_slot(key: u128) -> usize {
     let folded = (key >> 64) as u64 ^ (key as u64).rotate_left(29);
@@ -1382,6 +1390,13 @@ mod tests {
         assert_eq!(fp.summary(), "INSERT comments");
         assert_eq!(fp.collection(), Some("comments"));
         assert_eq!(fp.kind(), StatementKind::Write);
+        let fp = fingerprint("INSERT INTO t (a) VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)");
+        assert_eq!(fp.summary(), "INSERT t");
+        assert_eq!(fp.collection(), Some("t"));
+        let fp = fingerprint("SELECT * FROM jobs WHERE id = 1 FOR UPDATE OF jobs SKIP LOCKED");
+        assert_eq!(fp.summary(), "SELECT jobs");
+        let fp = fingerprint("UPDATE t SET a = 1");
+        assert_eq!(fp.summary(), "UPDATE t");
         let fp = fingerprint("CREATE TABLE IF NOT EXISTS x (id int); INSERT INTO x VALUES (1)");
         assert_eq!(fp.summary(), "CREATE x; INSERT x");
         assert_eq!(fp.statements(), 2);
