@@ -76,6 +76,12 @@ pub use scope::Scope;
 
 use config::GLOBAL;
 
+/// Whether the process-wide detector counts anything (mode other than `Off`). Server layers
+/// check it before creating a per-request [`Scope`], so an `Off` detector costs one atomic load.
+pub fn is_enabled() -> bool {
+    config::STATE.load(Ordering::Relaxed) != 0
+}
+
 /// Reports one finished operation. The scope is the nearest [`Scope`] in `cx` (or in the
 /// current context); without one, a fallback scope keyed by the trace id of `cx`'s span
 /// (nothing is counted outside any trace). Never panics, except by design in `Mode::Panic`.

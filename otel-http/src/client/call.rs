@@ -12,6 +12,7 @@ use opentelemetry::trace::TraceContextExt;
 use otel_core::RequestId;
 use otel_core::attributes::{self, semconv::attribute as sc};
 use otel_core::extensions::{NoPropagation, ResendCount, SpanAttributes, UrlTemplate};
+use otel_core::repeated_shape::{self, Observation, ShapeKind};
 use otel_core::request_id::RequestIdConfig;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -47,7 +48,19 @@ pub(crate) struct ClientCall {
     start: Instant,
     metric_attributes: Vec<KeyValue>,
     enabled: bool,
+    /// Shape, values hash and context of the call for N+1 detection (detector on only).
+    repeated: Option<RepeatedCall>,
 }
+
+/// What the repeated-shape detector needs to know about a finished call.
+struct RepeatedCall {
+    shape: String,
+    values_hash: u64,
+    cx: opentelemetry::Context,
+}
+
+/// The fix the N+1 finding suggests for a repeated outgoing call.
+const HTTP_N_PLUS_ONE_FIX: &str = "fetch the items in one request (a batch endpoint, e.g. ?ids=1,2,3) instead of one call per item";
 
 impl ClientCall {
     /// Starts the call: builds the span (unless the current context is unsampled), injects
@@ -68,6 +81,7 @@ impl ClientCall {
                 start,
                 metric_attributes: Vec::new(),
                 enabled: false,
+                repeated: None,
             };
         }
         let cx = otel_core::context::current();
@@ -170,12 +184,23 @@ impl ClientCall {
             metric_attributes.push(KeyValue::new(sc::SERVER_ADDRESS, host.to_owned()));
         }
         metric_attributes.push(KeyValue::new(sc::SERVER_PORT, i64::from(port)));
+        let repeated = repeated_shape::is_enabled().then(|| RepeatedCall {
+            shape: crate::shape::shape_of(
+                head.method.as_str(),
+                head.host.unwrap_or(""),
+                template,
+                head.path,
+            ),
+            values_hash: hash_of(&(head.path, head.query)),
+            cx,
+        });
         ClientCall {
             config: config.clone(),
             span: span.map(|(span, _)| span),
             start,
             metric_attributes,
             enabled: true,
+            repeated,
         }
     }
 
@@ -223,7 +248,31 @@ impl ClientCall {
                 .duration
                 .record(self.start.elapsed().as_secs_f64(), &self.metric_attributes);
         }
+        if let Some(call) = &self.repeated {
+            // Observed from inside the call's own span, so the repeats are grouped under the
+            // span that issued them (the N+1 API call is the same mechanism as the N+1 query).
+            let _entered = self.span.as_ref().map(tracing::Span::enter);
+            repeated_shape::observe(
+                &call.cx,
+                &Observation {
+                    shape: &call.shape,
+                    fingerprint: hash_of(&call.shape),
+                    kind: ShapeKind::HttpCall,
+                    values_hash: Some(call.values_hash),
+                    started: self.start,
+                    duration: self.start.elapsed(),
+                    call_site: None,
+                    suggestion: Some(HTTP_N_PLUS_ONE_FIX),
+                },
+            );
+        }
     }
+}
+
+/// A stable 64-bit hash (SipHash with fixed keys).
+fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 /// `HTTP` stands for unknown methods in span names.

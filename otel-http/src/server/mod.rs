@@ -44,6 +44,7 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::SpanKind;
 use otel_core::attributes::{self, semconv::attribute as sc};
+use otel_core::repeated_shape::{self, Scope};
 use otel_core::request_id::{Outcome, RequestIdConfig};
 use otel_core::sampling::{self, Decision};
 use tower_layer::Layer;
@@ -334,7 +335,14 @@ where
                         .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
                     { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
                 );
-                let cx = with_id(cx);
+                let mut cx = with_id(cx);
+                if repeated_shape::is_enabled() {
+                    // Queries and calls made below this span count in one N+1 scope; the
+                    // scope is finished (and lets go of the span) when the request ends.
+                    let scope = Scope::new(span.clone()).named(name.clone());
+                    cx = cx.with_value(scope.clone());
+                    tracked.scope = Some(scope);
+                }
                 // When the span is filtered out or no OpenTelemetry layer is installed, the
                 // span cannot carry the context: attach it instead, so the request id and the
                 // trace still reach downstream calls.
@@ -356,7 +364,12 @@ where
                 ResponseFuture::tracked(future, tracked)
             }
             Decision::Unsampled(cx) => {
-                let cx = with_id(cx);
+                let mut cx = with_id(cx);
+                if repeated_shape::is_enabled() {
+                    let scope = Scope::new(tracing::Span::none()).named(name);
+                    cx = cx.with_value(scope.clone());
+                    tracked.scope = Some(scope);
+                }
                 let future = {
                     let _attached = cx.clone().attach();
                     self.inner.call(req)

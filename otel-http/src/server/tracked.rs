@@ -8,6 +8,7 @@ use http::Response;
 use opentelemetry::{Context, KeyValue};
 use otel_core::RequestId;
 use otel_core::attributes::{self, error_type, semconv::attribute as sc};
+use otel_core::repeated_shape::Scope;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ServerConfig;
@@ -19,6 +20,9 @@ pub(crate) struct Tracked {
     pub(crate) span: Option<tracing::Span>,
     /// The context of an unsampled request, attached on every poll.
     pub(crate) cx: Option<Context>,
+    /// The request's N+1 detection scope (when the detector is on). Finished before the span
+    /// ends, so its findings land on the span and the span/scope cycle is broken.
+    pub(crate) scope: Option<Scope>,
     pub(crate) route: Option<Arc<str>>,
     start: Instant,
     method: &'static str,
@@ -45,6 +49,7 @@ impl Tracked {
             config,
             span: None,
             cx: None,
+            scope: None,
             route,
             start,
             method,
@@ -146,6 +151,9 @@ impl Tracked {
                 .active
                 .add(-1, &self.active_attributes());
             self.active = false;
+        }
+        if let Some(scope) = self.scope.take() {
+            scope.finish();
         }
         if let Some(span) = self.span.take() {
             // The bridge takes a span's end time from its last exit: enter and leave once so

@@ -1,0 +1,101 @@
+//! The N+1 API call: a handler that calls a backend once per item is flagged on its server
+//! span, through the same repeated-shape detector as the N+1 query (otel-core).
+
+mod common;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use opentelemetry::trace::SpanKind;
+use otel_core::testing::TestTelemetry;
+use otel_http::HttpServerLayer;
+use otel_http::reqwest::TracingMiddleware;
+
+use common::serve;
+
+fn str_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    TestTelemetry::attr(span, key).map(|v| v.as_str().into_owned())
+}
+
+/// A gateway whose `/profile` fetches each of `n` friends one call at a time.
+async fn gateway(n: u32) -> std::net::SocketAddr {
+    let backend = serve(Router::new().route(
+        "/users/{id}",
+        get(|Path(id): Path<u32>| async move { format!("user {id}") }),
+    ))
+    .await;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TracingMiddleware::new())
+        .build();
+    let app = Router::new()
+        .route(
+            "/profile",
+            get(move || {
+                let client = client.clone();
+                async move {
+                    for id in 0..n {
+                        client
+                            .get(format!("http://{backend}/users/{id}"))
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                    "ok"
+                }
+            }),
+        )
+        .layer(HttpServerLayer::new());
+    serve(app).await
+}
+
+#[tokio::test]
+async fn a_call_per_item_is_flagged_on_the_server_span() {
+    let telemetry = TestTelemetry::new();
+    let addr = gateway(7).await;
+    let body = reqwest::get(format!("http://{addr}/profile"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "ok");
+
+    let server = telemetry.span("GET /profile");
+    assert_eq!(server.span_kind, SpanKind::Server);
+    assert_eq!(
+        str_attr(&server, "n_plus_one.kind").as_deref(),
+        Some("n_plus_one")
+    );
+    assert_eq!(
+        str_attr(&server, "n_plus_one.shape").as_deref(),
+        Some("GET 127.0.0.1/users/{id}")
+    );
+    assert_eq!(
+        TestTelemetry::attr(&server, "n_plus_one.count").map(|v| v.to_string()),
+        Some("7".to_owned())
+    );
+    let events: Vec<_> = server
+        .events
+        .iter()
+        .filter(|e| e.name == "n_plus_one.detected")
+        .collect();
+    assert_eq!(events.len(), 1, "one finding event on the server span");
+    assert_eq!(telemetry.spans_named("GET").len(), 7, "seven client spans");
+}
+
+#[tokio::test]
+async fn four_calls_stay_under_the_threshold() {
+    let telemetry = TestTelemetry::new();
+    let addr = gateway(4).await;
+    reqwest::get(format!("http://{addr}/profile"))
+        .await
+        .unwrap();
+    let server = telemetry.span("GET /profile");
+    assert_eq!(str_attr(&server, "n_plus_one.kind"), None);
+    assert!(
+        server
+            .events
+            .iter()
+            .all(|e| e.name != "n_plus_one.detected")
+    );
+}
