@@ -13,6 +13,7 @@ use otel_core::attributes::error_type;
 use otel_core::request_id::RequestIdConfig;
 use tokio::time::Instant;
 use tonic::Code;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::conventions::{
     self, ERROR_TYPE, GRPC, LEGACY_RPC_GRPC_STATUS_CODE, RPC_METHOD, RPC_RESPONSE_STATUS_CODE,
@@ -138,6 +139,9 @@ pub(crate) struct Call {
     /// Low-cardinality attributes recorded on the metric besides the outcome (client:
     /// `server.address`, `server.port`).
     pub(crate) metric_attributes: Vec<KeyValue>,
+    /// Server side: the call's N+1 detection scope (when the detector is on), finished
+    /// before the span ends so its findings land on the span.
+    pub(crate) n_plus_one: Option<otel_core::repeated_shape::Scope>,
 }
 
 /// Guard returned by [`Call::enter`].
@@ -153,6 +157,31 @@ impl Call {
             Scope::Span(span) => Entered::Span(span.enter()),
             Scope::Context(cx) => Entered::Context(cx.clone().attach()),
         }
+    }
+
+    /// Feeds the repeated-shape (N+1) detector with this client call: a handler that calls
+    /// the same method once per item is flagged like an N+1 query.
+    fn observe_repeat(&self) {
+        let shape = self.method.full_name();
+        let (cx, _entered) = match &self.scope {
+            Scope::Span(span) => (span.context(), Some(span.enter())),
+            Scope::Context(cx) => (cx.clone(), None),
+        };
+        otel_core::repeated_shape::observe(
+            &cx,
+            &otel_core::repeated_shape::Observation {
+                shape,
+                fingerprint: otel_core::repeated_shape::shape_fingerprint(shape),
+                kind: otel_core::repeated_shape::ShapeKind::HttpCall,
+                values_hash: None,
+                started: self.start.into_std(),
+                duration: self.start.elapsed(),
+                call_site: None,
+                suggestion: Some(
+                    "fetch the items in one call (a batch or streaming RPC) instead of one call per item",
+                ),
+            },
+        );
     }
 
     /// Records the outcome on the span and the duration histogram, and ends the span.
@@ -173,6 +202,12 @@ impl Call {
         let failed = class.is_some() || is_error(code, self.side);
         let error_type = failed.then(|| class.unwrap_or_else(|| code_name(code)));
         let name = code_name(code);
+        if let Some(scope) = &self.n_plus_one {
+            scope.finish();
+        }
+        if self.side == Side::Client && otel_core::repeated_shape::is_enabled() {
+            self.observe_repeat();
+        }
 
         if let Scope::Span(span) = &self.scope {
             span.record(RPC_RESPONSE_STATUS_CODE, name);

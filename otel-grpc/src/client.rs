@@ -280,6 +280,7 @@ where
             mode,
             histogram: self.config.histogram(Side::Client),
             metric_attributes,
+            n_plus_one: None,
         };
         let inner = {
             let _entered = call.enter();

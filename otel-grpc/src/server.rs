@@ -25,6 +25,7 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::SpanKind;
 use otel_core::attributes::{REQUEST_ID, REQUEST_ID_REJECTED};
+use otel_core::repeated_shape::{self, Scope as NPlusOneScope};
 use otel_core::request_id::{Outcome as IdOutcome, RequestIdConfig};
 use otel_core::sampling::{self, Decision};
 use pin_project::{pin_project, pinned_drop};
@@ -159,9 +160,19 @@ where
             .with_value(accepted.id.clone());
         let mode = self.config.mode();
 
+        let mut n_plus_one = None;
         let scope = match sampling::decide(&parent, method.span_name(), SpanKind::Server) {
             Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
-            Decision::Unsampled(cx) => Scope::Context(cx),
+            Decision::Unsampled(cx) => {
+                if repeated_shape::is_enabled() {
+                    let scope = NPlusOneScope::new(tracing::Span::none())
+                        .named(method.span_name().to_owned());
+                    n_plus_one = Some(scope.clone());
+                    Scope::Context(cx.with_value(scope))
+                } else {
+                    Scope::Context(cx)
+                }
+            }
             Decision::Sampled(cx) => {
                 let span = tracing::info_span!(
                     target: "otel_grpc",
@@ -182,6 +193,16 @@ where
                     { LEGACY_RPC_SERVICE } = Empty,
                     { LEGACY_RPC_GRPC_STATUS_CODE } = Empty,
                 );
+                // Queries and calls made by the handler count in one N+1 scope, finished
+                // (letting go of the span) when the call ends.
+                let cx = if repeated_shape::is_enabled() {
+                    let scope =
+                        NPlusOneScope::new(span.clone()).named(method.span_name().to_owned());
+                    n_plus_one = Some(scope.clone());
+                    cx.with_value(scope)
+                } else {
+                    cx
+                };
                 if span.set_parent(cx.clone()).is_err() {
                     // The span is filtered out (or no OpenTelemetry layer is installed): go on as
                     // for an unsampled call, so the trace context and request id still flow.
@@ -216,6 +237,7 @@ where
             mode,
             histogram: self.config.histogram(Side::Server),
             metric_attributes: Vec::new(),
+            n_plus_one,
         };
         // Handlers read the accepted (or generated) id from the context; put it in the
         // request headers too, so code that reads metadata sees the same id.

@@ -76,6 +76,13 @@ pub use scope::Scope;
 
 use config::GLOBAL;
 
+/// A stable 64-bit fingerprint of a shape text (SipHash with fixed keys), for callers whose
+/// shape has no fingerprint of its own (outgoing HTTP and gRPC calls).
+pub fn shape_fingerprint<T: std::hash::Hash + ?Sized>(shape: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(shape)
+}
+
 /// Whether the process-wide detector counts anything (mode other than `Off`). Server layers
 /// check it before creating a per-request [`Scope`], so an `Off` detector costs one atomic load.
 pub fn is_enabled() -> bool {

@@ -123,6 +123,30 @@ impl Service<http::Request<Body>> for ProbeService {
                 });
                 Ok(grpc.unary(svc, req).await)
             }),
+            "/test.Probe/Repeat" => Box::pin(async move {
+                // Reports `count` runs of one query shape to the N+1 detector, as a handler
+                // that queries once per item would (through otel-sql).
+                let svc = tower::service_fn(|req: tonic::Request<Probe>| async move {
+                    let probe = req.into_inner();
+                    for _ in 0..probe.count {
+                        otel_core::repeated_shape::observe(
+                            &otel_core::context::current(),
+                            &otel_core::repeated_shape::Observation {
+                                shape: "SELECT * FROM stock WHERE sku = ?",
+                                fingerprint: 42,
+                                kind: otel_core::repeated_shape::ShapeKind::Read,
+                                values_hash: None,
+                                started: std::time::Instant::now(),
+                                duration: std::time::Duration::ZERO,
+                                call_site: None,
+                                suggestion: Some("WHERE sku = ANY($1)"),
+                            },
+                        );
+                    }
+                    Ok::<_, Status>(tonic::Response::new(probe))
+                });
+                Ok(grpc.unary(svc, req).await)
+            }),
             _ => Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) }),
         }
     }

@@ -191,7 +191,7 @@ impl ClientCall {
                 template,
                 head.path,
             ),
-            values_hash: hash_of(&(head.path, head.query)),
+            values_hash: repeated_shape::shape_fingerprint(&(head.path, head.query)),
             cx,
         });
         ClientCall {
@@ -256,7 +256,7 @@ impl ClientCall {
                 &call.cx,
                 &Observation {
                     shape: &call.shape,
-                    fingerprint: hash_of(&call.shape),
+                    fingerprint: repeated_shape::shape_fingerprint(&call.shape),
                     kind: ShapeKind::HttpCall,
                     values_hash: Some(call.values_hash),
                     started: self.start,
@@ -267,12 +267,6 @@ impl ClientCall {
             );
         }
     }
-}
-
-/// A stable 64-bit hash (SipHash with fixed keys).
-fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 /// `HTTP` stands for unknown methods in span names.
