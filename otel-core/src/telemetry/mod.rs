@@ -45,7 +45,7 @@ pub use builder::{
     ExporterSettings, OtlpSettings, Settings, Telemetry,
 };
 pub use config::{EnvSource, LogFormat, OtlpProtocol, ProcessEnv, TracesExporter, vars};
-pub use console::ConsoleExporter;
+pub use console::{ConsoleExporter, ConsoleExporterBuilder};
 pub use error::SetupError;
 pub use export_queue::{BoundedBatchProcessor, DroppedSpans};
 pub use filter::{SPAN_TARGETS, dropped_span_targets, env_filter};
