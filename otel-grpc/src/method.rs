@@ -119,14 +119,7 @@ fn is_ident(b: u8) -> bool {
 
 /// `s` cut to at most `max` bytes, at a character boundary.
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 #[cfg(test)]

@@ -222,14 +222,7 @@ const MAX_QUERY_LEN: usize = 2048;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 #[cfg(test)]
