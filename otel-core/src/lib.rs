@@ -37,3 +37,8 @@ pub use opentelemetry_semantic_conventions;
 pub use tracing_opentelemetry;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub use opentelemetry_otlp;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
