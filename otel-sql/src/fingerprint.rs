@@ -328,7 +328,7 @@ impl<'a> Lexer<'a> {
             operation: None,
             collection: None,
             many_tables: false,
-            summary: String::new(),
+            summary: String::with_capacity(48),
             summary_full: false,
         }
     }

@@ -310,6 +310,9 @@ macro_rules! db_suite {
             assert_eq!(f.shape, format!("SELECT id, body FROM {comments} WHERE post_id = ?"));
             let fix = f.suggestion.as_deref().unwrap();
             assert!(fix.contains("post_id"), "{fix}");
+            // the "1" of "1 + 50": the query that produced the keys
+            assert_eq!(f.source, Some(format!("SELECT id FROM {posts} ORDER BY id")));
+            assert!(f.call_site.as_deref().unwrap_or_default().contains("enrich_posts"), "{f:?}");
             drop($tt);
         }
 
