@@ -1,0 +1,5 @@
+//! libFuzzer entry point; the body lives in `otel_fuzz::targets::grpc_timeout` so the stable
+//! `replay` runner executes exactly the same code.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| otel_fuzz::targets::grpc_timeout(data));
