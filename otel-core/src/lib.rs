@@ -21,8 +21,8 @@ pub mod attributes;
 pub mod context;
 pub mod extensions;
 pub mod propagation;
-pub mod request_id;
 pub mod repeated_shape;
+pub mod request_id;
 pub mod sampling;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -32,11 +32,11 @@ pub use request_id::RequestId;
 pub use telemetry::{SetupError, Telemetry};
 
 pub use opentelemetry;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use opentelemetry_semantic_conventions;
 pub use tracing_opentelemetry;
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-pub use opentelemetry_otlp;
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

@@ -25,8 +25,8 @@
 //! }
 //! ```
 
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use opentelemetry::trace::{
     SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
@@ -64,12 +64,12 @@ pub fn decide(parent: &Context, name: &str, kind: SpanKind) -> Decision {
         .read()
         .should_sample(Some(parent), trace_id, name, &kind, &[], &[]);
     match result.decision {
-        SamplingDecision::RecordAndSample => Decision::Sampled(
-            parent.with_value(PreSampledMarker {
+        SamplingDecision::RecordAndSample => {
+            Decision::Sampled(parent.with_value(PreSampledMarker {
                 attributes: result.attributes,
                 trace_state: result.trace_state,
-            }),
-        ),
+            }))
+        }
         SamplingDecision::Drop | SamplingDecision::RecordOnly => {
             // Keep every flag bit of the parent (e.g. W3C `random`) but clear `sampled`.
             let flags = if parent_sc.is_valid() {
@@ -173,6 +173,5 @@ struct PreSampledMarker {
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-static SAMPLER: LazyLock<RwLock<Arc<dyn ShouldSample>>> = LazyLock::new(|| {
-    RwLock::new(Arc::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))))
-});
+static SAMPLER: LazyLock<RwLock<Arc<dyn ShouldSample>>> =
+    LazyLock::new(|| RwLock::new(Arc::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))));
