@@ -14,8 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use futures_core::future::BoxFuture;
-use futures_core::stream::BoxStream;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Describe, Either, Error, Execute, Executor, SqlStr, Transaction};
 

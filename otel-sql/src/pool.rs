@@ -16,8 +16,8 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-use futures_core::future::BoxFuture;
-use futures_core::stream::BoxStream;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use opentelemetry::metrics::MeterProvider;
 use sqlx::{Database, Describe, Either, Error, Execute, Executor, Pool, SqlStr};
 
