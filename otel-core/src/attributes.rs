@@ -108,6 +108,16 @@ pub mod error_type {
     pub const CIRCUIT_OPEN: &str = "circuit_open";
     /// The retry budget refused a retry and the last failure was returned.
     pub const RETRY_BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
+    /// The database connection pool was closed.
+    pub const POOL_CLOSED: &str = "pool_closed";
+    /// A query expected a row and found none.
+    pub const ROW_NOT_FOUND: &str = "row_not_found";
+    /// The peer broke its wire protocol.
+    pub const PROTOCOL: &str = "protocol";
+    /// A value could not be encoded for sending.
+    pub const ENCODE: &str = "encode";
+    /// A received value could not be decoded.
+    pub const DECODE: &str = "decode";
     /// The handler panicked.
     pub const PANIC: &str = "panic";
     /// Any other failure; the OpenTelemetry fallback value.

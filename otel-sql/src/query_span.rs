@@ -412,12 +412,12 @@ pub(crate) fn classify(error: &sqlx::Error) -> (Cow<'static, str>, Option<String
             None,
         ),
         sqlx::Error::Tls(_) => (Cow::Borrowed(error_type::TLS), None),
-        sqlx::Error::PoolClosed => (Cow::Borrowed("pool_closed"), None),
-        sqlx::Error::RowNotFound => (Cow::Borrowed("row_not_found"), None),
-        sqlx::Error::Protocol(_) => (Cow::Borrowed("protocol"), None),
-        sqlx::Error::Encode(_) => (Cow::Borrowed("encode"), None),
+        sqlx::Error::PoolClosed => (Cow::Borrowed(error_type::POOL_CLOSED), None),
+        sqlx::Error::RowNotFound => (Cow::Borrowed(error_type::ROW_NOT_FOUND), None),
+        sqlx::Error::Protocol(_) => (Cow::Borrowed(error_type::PROTOCOL), None),
+        sqlx::Error::Encode(_) => (Cow::Borrowed(error_type::ENCODE), None),
         sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
-            (Cow::Borrowed("decode"), None)
+            (Cow::Borrowed(error_type::DECODE), None)
         }
         _ => (Cow::Borrowed(error_type::OTHER), None),
     }
