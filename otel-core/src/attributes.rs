@@ -92,6 +92,32 @@ pub const HTTP_CURL_COMMAND: &str = "http.request.curl.command";
 /// `true` on a server span whose response body was dropped before it was sent to the end.
 pub const HTTP_RESPONSE_BODY_INCOMPLETE: &str = "http.response.body.incomplete";
 
+/// Values of `retry.delay_source`.
+pub mod delay_source {
+    /// The delay came from the exponential backoff.
+    pub const BACKOFF: &str = "backoff";
+    /// The server asked for it with `Retry-After`.
+    pub const RETRY_AFTER: &str = "retry_after";
+    /// The server asked for it with gRPC pushback (`grpc-retry-pushback-ms`).
+    pub const PUSHBACK: &str = "pushback";
+}
+
+/// Names of the metrics no semantic convention covers.
+pub mod metrics {
+    /// Counter of attempts made by retry layers (attribute `retry.attempt`).
+    pub const RETRY_ATTEMPTS: &str = "retry.attempts";
+    /// Counter of retries the retry budget refused.
+    pub const RETRY_BUDGET_REJECTIONS: &str = "retry.budget.rejections";
+    /// Gauge of a breaker's state (0 closed, 1 open, 2 half_open; attribute `circuit_breaker.name`).
+    pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker.state";
+    /// Counter of breaker transitions (attribute `circuit_breaker.state`: the new state).
+    pub const CIRCUIT_BREAKER_TRANSITIONS: &str = "circuit_breaker.transitions";
+    /// Counter of calls a breaker rejected.
+    pub const CIRCUIT_BREAKER_REJECTIONS: &str = "circuit_breaker.rejections";
+    /// Counter of N+1 findings (attribute `n_plus_one.kind`).
+    pub const N_PLUS_ONE_FINDINGS: &str = "n_plus_one.findings";
+}
+
 /// Low-cardinality values of `error.type` that are ours (status codes are the other values).
 pub mod error_type {
     /// The call timed out (per attempt or overall deadline).

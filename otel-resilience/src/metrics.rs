@@ -16,16 +16,14 @@
 
 use opentelemetry::metrics::{Counter, Gauge, MeterProvider};
 
-/// Name of the attempts counter.
-pub const RETRY_ATTEMPTS_METRIC: &str = "retry.attempts";
-/// Name of the budget-rejections counter.
-pub const RETRY_BUDGET_REJECTIONS_METRIC: &str = "retry.budget.rejections";
-/// Name of the breaker-state gauge.
-pub const CIRCUIT_BREAKER_STATE_METRIC: &str = "circuit_breaker.state";
-/// Name of the transitions counter.
-pub const CIRCUIT_BREAKER_TRANSITIONS_METRIC: &str = "circuit_breaker.transitions";
-/// Name of the rejections counter.
-pub const CIRCUIT_BREAKER_REJECTIONS_METRIC: &str = "circuit_breaker.rejections";
+/// The metric names, chosen once in `otel_core::attributes::metrics`.
+pub use otel_core::attributes::metrics::{
+    CIRCUIT_BREAKER_REJECTIONS as CIRCUIT_BREAKER_REJECTIONS_METRIC,
+    CIRCUIT_BREAKER_STATE as CIRCUIT_BREAKER_STATE_METRIC,
+    CIRCUIT_BREAKER_TRANSITIONS as CIRCUIT_BREAKER_TRANSITIONS_METRIC,
+    RETRY_ATTEMPTS as RETRY_ATTEMPTS_METRIC,
+    RETRY_BUDGET_REJECTIONS as RETRY_BUDGET_REJECTIONS_METRIC,
+};
 
 /// The instruments, created once per layer or registry.
 #[derive(Debug, Clone)]

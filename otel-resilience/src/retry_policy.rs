@@ -34,6 +34,7 @@ use rand::Rng;
 
 use crate::backoff::Backoff;
 use crate::circuit_breaker::CircuitOpen;
+use crate::config_error::{ConfigError, Value, check, refuse};
 
 /// gRPC status code `UNAVAILABLE`.
 pub const GRPC_UNAVAILABLE: i32 = 14;
@@ -52,6 +53,7 @@ pub struct RetryPolicy {
     retry_transport_errors: bool,
     max_server_delay: Duration,
     max_replay_body: usize,
+    invalid: Option<ConfigError>,
 }
 
 impl Default for RetryPolicy {
@@ -78,6 +80,7 @@ impl Default for RetryPolicy {
             retry_transport_errors: true,
             max_server_delay: Duration::from_secs(5),
             max_replay_body: 64 * 1024,
+            invalid: None,
         }
     }
 }
@@ -179,10 +182,28 @@ pub struct RetryState {
 }
 
 impl RetryPolicy {
-    /// Maximum attempts in all, first included (default 3; at least 1).
+    /// Maximum attempts in all, first included (default 3; at least 1: 0 is refused when the
+    /// retry layer is built, see [`ConfigError`]).
     pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        if n == 0 {
+            refuse(
+                &mut self.invalid,
+                ConfigError::new(
+                    "RetryPolicy::max_attempts",
+                    Value::Int(0),
+                    "use at least 1 (the first attempt counts; 1 = never retry, default 3)",
+                ),
+            );
+        } else {
+            self.max_attempts = n;
+        }
         self
+    }
+
+    /// `Err` with the first refused setting of the policy or its backoff, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(&self.invalid)?;
+        self.backoff.validate()
     }
 
     /// The backoff between attempts.
@@ -194,7 +215,18 @@ impl RetryPolicy {
     /// An overall deadline covering all attempts: no retry starts after it (default none;
     /// put a `tower::timeout` layer above the retry layer to cut an attempt in flight).
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        if deadline.is_zero() {
+            refuse(
+                &mut self.invalid,
+                ConfigError::new(
+                    "RetryPolicy::deadline",
+                    Value::Duration(deadline),
+                    "use a positive duration, or leave the deadline unset (default: none)",
+                ),
+            );
+        } else {
+            self.deadline = Some(deadline);
+        }
         self
     }
 
@@ -413,9 +445,9 @@ impl DelaySource {
     /// The `retry.delay_source` value: `backoff`, `retry_after` or `pushback`.
     pub fn as_str(&self) -> &'static str {
         match self {
-            DelaySource::Backoff => "backoff",
-            DelaySource::RetryAfter => "retry_after",
-            DelaySource::Pushback => "pushback",
+            DelaySource::Backoff => otel_core::attributes::delay_source::BACKOFF,
+            DelaySource::RetryAfter => otel_core::attributes::delay_source::RETRY_AFTER,
+            DelaySource::Pushback => otel_core::attributes::delay_source::PUSHBACK,
         }
     }
 }

@@ -380,7 +380,7 @@ fn set_global_enabled(enabled: bool) {
 /// The counter every finding increments (attribute `n_plus_one.kind`).
 pub(crate) fn findings_counter(meter: opentelemetry::metrics::Meter) -> Counter<u64> {
     meter
-        .u64_counter(attributes::N_PLUS_ONE_FINDINGS)
+        .u64_counter(attributes::metrics::N_PLUS_ONE_FINDINGS)
         .with_description("Repeated-shape (N+1) findings, by kind")
         .build()
 }
