@@ -1,0 +1,171 @@
+//! Server side, in process: an axum router called with `tower::ServiceExt::oneshot`, bare and
+//! under each instrumentation, all in one criterion group so the ratios come from one run.
+//!
+//! Run (from `benches/`): `cargo bench --bench server -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! Goals: ours unsampled ≤ bare + 1.0 µs; ours with the SDK disabled ≤ bare + 100 ns; ours
+//! sampled ≤ 1.15x the overhead of one bare bridged `tracing` span carrying the same fields
+//! (`reference/one_bridged_span`). The peers run fully sampled (their only mode) on the same
+//! SDK provider, which keeps no exporter: what is measured is building, bridging and ending
+//! the spans.
+
+use axum::Router;
+use axum::body::Body;
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
+use http_body_util::BodyExt;
+use opentelemetry_sdk::trace::Sampler;
+use otel_benches::{bridged_subscriber, provider, router};
+use otel_core::propagation::CompositePropagator;
+use otel_http::HttpServerLayer;
+use tower::ServiceExt;
+
+fn request() -> http::Request<Body> {
+    http::Request::get("/users/42")
+        .header("x-request-id", "bench-1")
+        .header("user-agent", "criterion")
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn run(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    app: &Router,
+    rt: &tokio::runtime::Runtime,
+) {
+    // A sanity check outside the timed loop: every variant still serves the route.
+    rt.block_on(async {
+        let response = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+    });
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let response = app.clone().oneshot(request()).await.unwrap();
+                response.into_body().collect().await.unwrap();
+            })
+        })
+    });
+}
+
+fn server(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let provider = provider();
+    // opentelemetry-instrumentation-tower only takes the global provider (its builder's
+    // `with_tracer_provider` is test-only).
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let _subscriber = tracing::subscriber::set_default(bridged_subscriber(&provider));
+
+    let ours = router().layer(
+        HttpServerLayer::builder()
+            .propagator(CompositePropagator::from_names("tracecontext").unwrap())
+            .build(),
+    );
+
+    let mut group = c.benchmark_group("server");
+    run(&mut group, "bare", &router(), &rt);
+    // `Router::layer` itself costs a re-boxed route: the fair baseline for any layer.
+    let noop = router().layer(tower::layer::layer_fn(|inner| inner));
+    run(&mut group, "bare/noop_layer", &noop, &rt);
+
+    otel_core::sampling::set_enabled(false);
+    run(&mut group, "ours/sdk_disabled", &ours, &rt);
+    otel_core::sampling::set_enabled(true);
+
+    otel_core::sampling::set_sampler(Sampler::AlwaysOff);
+    run(&mut group, "ours/unsampled", &ours, &rt);
+
+    otel_core::sampling::set_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    run(&mut group, "ours/sampled", &ours, &rt);
+    run(
+        &mut group,
+        "reference/one_bridged_span",
+        &router().layer(tower::layer::layer_fn(|inner| reference::SpanOnly {
+            inner,
+        })),
+        &rt,
+    );
+
+    let tower_http = router().layer(tower_http::trace::TraceLayer::new_for_http());
+    run(&mut group, "peer/tower-http_TraceLayer", &tower_http, &rt);
+    let axum_tracing =
+        router().layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default());
+    run(
+        &mut group,
+        "peer/axum-tracing-opentelemetry",
+        &axum_tracing,
+        &rt,
+    );
+    let contrib = router().layer(opentelemetry_instrumentation_tower::http::server::Layer::new());
+    run(
+        &mut group,
+        "peer/opentelemetry-instrumentation-tower",
+        &contrib,
+        &rt,
+    );
+    group.finish();
+}
+
+mod reference {
+    //! The reference for the sampled case: one bridged `tracing` span with the same fields as
+    //! ours, recorded and entered around the inner future, nothing else.
+
+    use tracing::Instrument;
+    use tracing::field::Empty;
+
+    #[derive(Clone)]
+    pub struct SpanOnly<S> {
+        pub inner: S,
+    }
+
+    impl<S, B> tower::Service<http::Request<B>> for SpanOnly<S>
+    where
+        S: tower::Service<http::Request<B>>,
+        S::Future: Send + 'static,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = tracing::instrument::Instrumented<S::Future>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), S::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            let span = tracing::info_span!(
+                target: "otel_http",
+                "HTTP request",
+                otel.name = "GET /users/{id}",
+                otel.kind = "server",
+                otel.status_code = Empty,
+                "http.request.method" = "GET",
+                "url.path" = req.uri().path(),
+                "url.scheme" = "http",
+                "url.query" = Empty,
+                "http.route" = "/users/{id}",
+                "server.address" = Empty,
+                "server.port" = Empty,
+                "client.address" = Empty,
+                "user_agent.original" = "criterion",
+                "network.protocol.version" = "1.1",
+                "http.response.status_code" = Empty,
+                "error.type" = Empty,
+                "request.id" = "bench-1",
+                "request.id.rejected" = Empty,
+                "http.response.body.incomplete" = Empty,
+            );
+            span.record("http.response.status_code", 200);
+            self.inner.call(req).instrument(span)
+        }
+    }
+}
+
+criterion_group!(benches, server);
+criterion_main!(benches);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Instruction counts per call of the hottest paths (see benches/instructions.rs), under
+# valgrind's callgrind: stable across machine load, so a regression is visible despite noise.
+# Usage: benches/callgrind.sh [iterations]   (default 2000; prints Ir per call)
+set -euo pipefail
+cd "$(dirname "$0")"
+iterations=${1:-2000}
+bin=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*instructions[^"]*\)".*/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "could not build the instructions bench" >&2; exit 1; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+printf '%-18s %12s\n' path Ir/call
+for path in w3c_extract request_id fingerprint server_bare server_unsampled; do
+    valgrind --tool=callgrind --callgrind-out-file="$out/$path.out" \
+        --collect-atstart=no --toggle-collect='*instructions*measure*' \
+        "$bin" "$path" "$iterations" >/dev/null 2>"$out/$path.log"
+    total=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out/$path.out")
+    [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out/$path.out")
+    printf '%-18s %12d\n' "$path" $((total / iterations))
+done
