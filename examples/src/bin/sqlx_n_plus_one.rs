@@ -1,8 +1,9 @@
 //! sqlx with N+1 warnings: `cargo run -p examples --bin sqlx_n_plus_one`
 //!
 //! `TracedPool` gives each query a CLIENT span and feeds otel-core's N+1 detector: the loop
-//! below (1 + 20 queries) logs a warning with the fix and marks the request span with
-//! `n_plus_one.*`; the batched version runs 2 queries and is not flagged.
+//! below (1 + 20 queries) logs a warning with the fix (under otel-http's or otel-grpc's
+//! server layer, the request span also gets `n_plus_one.*`); the batched version runs 2
+//! queries and is not flagged.
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite};
 use tracing::Instrument;

@@ -86,7 +86,7 @@ pub async fn replay(shop: &Shop, out: &Output) -> Result<(), DemoError> {
     ));
     out.line(&format!(
         "  with breaker: {REQUESTS} calls took {} ms in all; {} waited the timeout, then the breaker \
-         opened and {} failed fast in {} ms at most (error.type=circuit_open, circuit_breaker.state=open)",
+         opened and {} failed fast in {:.1} ms at most (error.type=circuit_open, circuit_breaker.state=open)",
         ms(guarded.total),
         guarded.timeouts,
         guarded.rejected,

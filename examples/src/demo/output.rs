@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Output {
 /// One finished span as the summaries need it.
 #[derive(Debug, Clone)]
 pub struct SeenSpan {
+    /// The service whose tree it is in (`gateway`, `payments`, ...).
+    pub service: &'static str,
     /// The span name (`POST /api/checkout`, `retry POST`, ...).
     pub name: String,
     /// The trace it belongs to (hex).
@@ -62,6 +65,8 @@ pub struct SeenSpan {
     pub error: bool,
     /// Its attributes as `(key, value)` strings.
     pub attributes: Vec<(String, String)>,
+    /// The trace ids (hex) of the spans it links to.
+    pub links: Vec<String>,
 }
 
 impl SeenSpan {
@@ -231,10 +236,11 @@ impl DemoProcessor {
     /// listens on its `server.port` (server spans), else the gateway.
     fn service_of(&self, services: &Services, span: &Span, parent: &Context) -> &'static str {
         let parent = parent.span().span_context().clone();
-        if parent.is_valid() && !parent.is_remote() {
-            if let Some(service) = services.by_span.get(&parent.span_id()) {
-                return service;
-            }
+        if parent.is_valid()
+            && !parent.is_remote()
+            && let Some(service) = services.by_span.get(&parent.span_id())
+        {
+            return service;
         }
         let port = span.exported_data().and_then(|data| {
             if data.span_kind != SpanKind::Server {
@@ -294,7 +300,7 @@ impl SpanProcessor for DemoProcessor {
             {
                 let mut kept = self.shared.spans.lock();
                 if kept.len() < MAX_KEPT_SPANS {
-                    kept.push(SeenSpan::from(&span));
+                    kept.push(SeenSpan::new(service, &span));
                 }
             }
             services.printer(service).on_end(span);
@@ -320,9 +326,15 @@ impl SpanProcessor for DemoProcessor {
     fn set_resource(&mut self, _resource: &Resource) {}
 }
 
-impl From<&SpanData> for SeenSpan {
-    fn from(span: &SpanData) -> Self {
+impl SeenSpan {
+    fn new(service: &'static str, span: &SpanData) -> Self {
         SeenSpan {
+            service,
+            links: span
+                .links
+                .iter()
+                .map(|link| link.span_context.trace_id().to_string())
+                .collect(),
             name: span.name.to_string(),
             trace_id: span.span_context.trace_id().to_string(),
             error: matches!(span.status, Status::Error { .. }),
@@ -375,10 +387,87 @@ impl Drop for LogLine {
         if self.buf.is_empty() || self.shared.muted.load(Ordering::SeqCst) {
             return;
         }
-        let _ = std::io::stdout().lock().write_all(&self.buf);
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = without_span_fields(line.trim_end());
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
         let mut lines = self.shared.lines.lock();
         if lines.len() < MAX_KEPT_LINES {
-            lines.push(String::from_utf8_lossy(&self.buf).trim_end().to_owned());
+            lines.push(line.into_owned());
+        }
+    }
+}
+
+/// `<time> INFO HTTP request{http.route="/x" ...}:retry{...}: target: message ids` without
+/// the span list and its fields, which repeat what the trees show and make each line several
+/// hundred characters long; the ids at the end (`trace_id`, `span_id`, `request_id`) stay.
+/// A line with no span list, or one this does not recognise, is returned as it is.
+fn without_span_fields(line: &str) -> Cow<'_, str> {
+    let Some((level_at, level)) = [" TRACE ", " DEBUG ", " INFO ", " WARN ", " ERROR "]
+        .iter()
+        .filter_map(|level| line.find(level).map(|at| (at, level.len())))
+        .min()
+    else {
+        return Cow::Borrowed(line);
+    };
+    let (head, rest) = line.split_at(level_at + level);
+    // The span list ends at the first `: ` outside braces and quotes.
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    let mut end = None;
+    for (i, c) in rest.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '{' if !quoted => depth += 1,
+            '}' if !quoted => depth = depth.saturating_sub(1),
+            ':' if !quoted && depth == 0 && rest[i + 1..].starts_with(' ') => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    match end {
+        // A bare target (`otel_core::n_plus_one: ...`) is not a span list: keep it.
+        Some(end) if !is_target(&rest[..end]) => Cow::Owned(format!("{head}{}", &rest[end + 2..])),
+        _ => Cow::Borrowed(line),
+    }
+}
+
+/// Whether `s` looks like a `tracing` target (a Rust path).
+fn is_target(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_span_fields;
+
+    #[test]
+    fn span_fields_are_cut_and_ids_kept() {
+        let line = r#"2026-11-21T21:09:39.500661Z  INFO HTTP request{otel.name="POST /api/order" url.path="/a: {b}"}:retry{n=1}: examples::demo: order received trace_id=abc request_id=user-quoted-42"#;
+        assert_eq!(
+            without_span_fields(line),
+            "2026-11-21T21:09:39.500661Z  INFO examples::demo: order received trace_id=abc request_id=user-quoted-42"
+        );
+        let bare_span = "2026-11-21T21:09:33Z  INFO refresh_rates (background job): examples::demo::slow_api: rates refreshed";
+        assert_eq!(
+            without_span_fields(bare_span),
+            "2026-11-21T21:09:33Z  INFO examples::demo::slow_api: rates refreshed"
+        );
+    }
+
+    #[test]
+    fn lines_without_spans_are_unchanged() {
+        for line in [
+            "2026-11-21T21:09:31Z  WARN otel_core::n_plus_one: final count: N+1 (n_plus_one)",
+            "no level here: at all",
+            "2026-11-21T21:09:31Z  INFO ",
+            r#"2026-11-21T21:09:31Z  INFO span{a="unterminated"#,
+        ] {
+            assert_eq!(without_span_fields(line), line);
         }
     }
 }

@@ -64,14 +64,18 @@ pub async fn replay(shop: &Shop, out: &Output) -> Result<(), DemoError> {
         |s: &&super::output::SeenSpan| s.attr(attributes::REQUEST_ID) == Some(USER_REQUEST_ID);
     let with_id = spans.iter().filter(id_attr).count();
     if out.is_console() {
-        let names: Vec<&str> = spans
+        let names: Vec<String> = spans
             .iter()
             .filter(id_attr)
-            .map(|s| s.name.as_str())
+            .map(|s| format!("{}: {}", s.service, s.name))
             .collect();
+        let mut services: Vec<&str> = spans.iter().filter(id_attr).map(|s| s.service).collect();
+        services.sort_unstable();
+        services.dedup();
         out.line(&format!(
-            "  request id {USER_REQUEST_ID}: on {with_id} of {} spans ({})",
+            "  request id {USER_REQUEST_ID}: on {with_id} of {} spans, in {} services ({})",
             spans.len(),
+            services.len(),
             names.join(", ")
         ));
     }

@@ -23,6 +23,8 @@ use super::rates::RATES_DELAY;
 use super::shop::{Gateway, Shop};
 use super::{DemoError, HandlerError, Output, ms};
 
+/// The name of the background job's span.
+pub const JOB_SPAN: &str = "refresh_rates (background job)";
 /// How long the demo waits for the background job at most.
 const JOB_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,6 +65,12 @@ pub async fn replay(shop: &Shop, out: &Output) -> Result<(), DemoError> {
     let job = tokio::time::timeout(JOB_TIMEOUT, shop.jobs_done.notified()).await;
     let job_ms = ms(started.elapsed());
     out.settle().await;
+    let spans = out.take_spans();
+    let request_trace = spans
+        .iter()
+        .find(|s| s.name == "GET /api/report/background")
+        .map(|s| s.trace_id.clone());
+    let job_span = spans.iter().find(|s| s.name == JOB_SPAN);
 
     out.line("\nWhat happened:");
     out.line(&format!(
@@ -70,14 +78,24 @@ pub async fn replay(shop: &Shop, out: &Output) -> Result<(), DemoError> {
         ms(RATES_DELAY)
     ));
     out.line(&format!(
-        "  background: the request took {background_ms} ms; the rates call {} \
-         in its own trace, linked to the request's span",
+        "  background: the request took {background_ms} ms; the rates call {}",
         if job.is_ok() {
             format!("finished {job_ms} ms after the request started")
         } else {
             "had not finished in time".to_owned()
         }
     ));
+    if let (Some(request), Some(job)) = (request_trace, job_span) {
+        let linked = if job.links.contains(&request) {
+            "linked to the request's trace"
+        } else {
+            "not linked"
+        };
+        out.line(&format!(
+            "  the job is its own trace {}, {linked} {request}",
+            job.trace_id
+        ));
+    }
     Ok(())
 }
 
@@ -97,7 +115,7 @@ async fn report_background(State(gw): State<Gateway>) -> (StatusCode, &'static s
     // A new trace (no parent) linked to the request, so the request's trace ends now and the
     // job's trace says which request started it.
     let request = otel_core::context::current().span().span_context().clone();
-    let job = tracing::info_span!(parent: None, "refresh_rates (background job)");
+    let job = tracing::info_span!(parent: None, JOB_SPAN);
     job.add_link(request);
     tokio::spawn(
         async move {
