@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::config_error::{ConfigError, Value, check, refuse};
+
 /// How randomness spreads the delays of clients that failed together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Jitter {
@@ -39,6 +41,7 @@ pub struct Backoff {
     multiplier: f64,
     max: Duration,
     jitter: Jitter,
+    invalid: Option<ConfigError>,
 }
 
 impl Default for Backoff {
@@ -49,6 +52,7 @@ impl Default for Backoff {
             multiplier: 2.0,
             max: Duration::from_secs(5),
             jitter: Jitter::Full,
+            invalid: None,
         }
     }
 }
@@ -69,17 +73,31 @@ impl Backoff {
             multiplier: 1.0,
             max: Duration::ZERO,
             jitter: Jitter::None,
+            invalid: None,
         }
     }
 
-    /// The growth factor between retries (default 2; values below 1 are taken as 1).
+    /// The growth factor between retries (default 2; at least 1, finite). A value out of
+    /// range is refused when the retry layer is built (see [`ConfigError`]).
     pub fn multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = if multiplier.is_finite() && multiplier >= 1.0 {
-            multiplier
+        if multiplier.is_finite() && multiplier >= 1.0 {
+            self.multiplier = multiplier;
         } else {
-            1.0
-        };
+            refuse(
+                &mut self.invalid,
+                ConfigError::new(
+                    "Backoff::multiplier",
+                    Value::Float(multiplier),
+                    "use a finite factor of at least 1.0 (1.0 = constant delay, default 2.0)",
+                ),
+            );
+        }
         self
+    }
+
+    /// `Err` with the first refused setting, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(&self.invalid)
     }
 
     /// The cap on any delay (default 5 s).

@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::clock::{SharedClock, TokioClock};
+use crate::config_error::{ConfigError, Value, check, refuse};
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
 
@@ -43,6 +44,7 @@ pub struct CircuitBreakerRegistryBuilder {
     rng: Option<Arc<RandomSource>>,
     metrics: Option<ResilienceMetrics>,
     max_breakers: usize,
+    invalid: Option<ConfigError>,
 }
 
 impl CircuitBreakerRegistry {
@@ -54,6 +56,7 @@ impl CircuitBreakerRegistry {
             rng: None,
             metrics: None,
             max_breakers: 1024,
+            invalid: None,
         }
     }
 
@@ -123,19 +126,41 @@ impl CircuitBreakerRegistryBuilder {
     /// At most this many breakers (default 1024), plus the shared `default` one that
     /// further keys use.
     pub fn max_breakers(mut self, n: usize) -> Self {
-        self.max_breakers = n.max(1);
+        if n == 0 {
+            refuse(
+                &mut self.invalid,
+                ConfigError::new(
+                    "CircuitBreakerRegistry::max_breakers",
+                    Value::Int(0),
+                    "use at least 1 (default 1024; keys past the limit share one breaker)",
+                ),
+            );
+        } else {
+            self.max_breakers = n;
+        }
         self
     }
     /// The registry.
+    ///
+    /// # Panics
+    ///
+    /// At setup, with the [`ConfigError`] message, when a setting or the breaker
+    /// configuration holds a refused value; [`try_build`](Self::try_build) returns the error.
     pub fn build(self) -> Arc<CircuitBreakerRegistry> {
-        Arc::new(CircuitBreakerRegistry {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// The registry, or the first refused configuration value.
+    pub fn try_build(self) -> Result<Arc<CircuitBreakerRegistry>, ConfigError> {
+        check(&self.invalid)?;
+        self.config.validate()?;
+        Ok(Arc::new(CircuitBreakerRegistry {
             config: self.config,
             clock: self.clock,
             rng: self.rng.unwrap_or_default(),
             metrics: self.metrics.unwrap_or_else(ResilienceMetrics::global),
             max_breakers: self.max_breakers,
             breakers: RwLock::new(HashMap::new()),
-        })
+        }))
     }
 }
 

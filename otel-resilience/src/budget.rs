@@ -29,11 +29,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::clock::{SharedClock, TokioClock};
+use crate::config_error::{ConfigError, Value, check, refuse};
 
 /// A retry budget shared by all calls through a layer (cheap to clone: an `Arc` inside).
 #[derive(Clone)]
 pub struct RetryBudget {
     inner: Arc<Inner>,
+    invalid: Option<ConfigError>,
 }
 
 /// Which accounting a [`RetryBudget`] uses.
@@ -74,38 +76,93 @@ impl std::fmt::Debug for RetryBudget {
 
 impl RetryBudget {
     /// Ratio mode: retries add at most `ratio` (0.2 = 20%) to the requests seen in `window`,
-    /// but `min_retries_per_sec × window` retries are always allowed. Out-of-range values are
-    /// clamped (`ratio` to `[0, 1000]`, `window` to at least 1 s).
+    /// but `min_retries_per_sec × window` retries are always allowed. `ratio` must be in
+    /// `[0, 1000]` and `window` at least 1 s: [`try_ratio`](Self::try_ratio) refuses other
+    /// values; here they are remembered and refused when the retry layer is built.
     pub fn ratio(ratio: f64, window: Duration, min_retries_per_sec: u32) -> Self {
-        let ratio = if ratio.is_finite() {
-            ratio.clamp(0.0, 1000.0)
-        } else {
-            0.0
-        };
-        let window = window.max(Duration::from_secs(1));
-        Self::build(BudgetMode::Ratio {
-            ratio,
-            window,
+        let mut invalid = None;
+        if !(ratio.is_finite() && (0.0..=1000.0).contains(&ratio)) {
+            refuse(
+                &mut invalid,
+                ConfigError::new(
+                    "RetryBudget::ratio(ratio)",
+                    Value::Float(ratio),
+                    "use a finite ratio in [0, 1000] (0.2 = retries add at most 20%; 0 = only the floor)",
+                ),
+            );
+        }
+        if window < Duration::from_secs(1) {
+            refuse(
+                &mut invalid,
+                ConfigError::new(
+                    "RetryBudget::ratio(window)",
+                    Value::Duration(window),
+                    "use a window of at least 1 s (default 10 s)",
+                ),
+            );
+        }
+        let mut budget = Self::build(BudgetMode::Ratio {
+            ratio: if invalid.is_some() { 0.2 } else { ratio },
+            window: window.max(Duration::from_secs(1)),
             min_retries_per_sec,
-        })
+        });
+        budget.invalid = invalid;
+        budget
+    }
+
+    /// Like [`ratio`](Self::ratio), refusing out-of-range values with a [`ConfigError`].
+    pub fn try_ratio(
+        ratio: f64,
+        window: Duration,
+        min_retries_per_sec: u32,
+    ) -> Result<Self, ConfigError> {
+        let budget = Self::ratio(ratio, window, min_retries_per_sec);
+        budget.validate().map(|()| budget)
     }
 
     /// Token-bucket mode (gRPC retry throttling, e.g. `token_bucket(10.0, 0.1)`).
+    /// `max_tokens` must be in `[1, 1000]` and `token_ratio` in `[0, 1]`: out-of-range values
+    /// are remembered and refused when the retry layer is built.
     pub fn token_bucket(max_tokens: f64, token_ratio: f64) -> Self {
-        let max_tokens = if max_tokens.is_finite() {
-            max_tokens.clamp(1.0, 1000.0)
-        } else {
-            10.0
-        };
-        let token_ratio = if token_ratio.is_finite() {
-            token_ratio.clamp(0.0, 1.0)
-        } else {
-            0.1
-        };
-        Self::build(BudgetMode::TokenBucket {
-            max_tokens,
-            token_ratio,
-        })
+        let mut invalid = None;
+        if !(max_tokens.is_finite() && (1.0..=1000.0).contains(&max_tokens)) {
+            refuse(
+                &mut invalid,
+                ConfigError::new(
+                    "RetryBudget::token_bucket(max_tokens)",
+                    Value::Float(max_tokens),
+                    "use a finite bucket size in [1, 1000] (gRPC's example: 10)",
+                ),
+            );
+        }
+        if !(token_ratio.is_finite() && (0.0..=1.0).contains(&token_ratio)) {
+            refuse(
+                &mut invalid,
+                ConfigError::new(
+                    "RetryBudget::token_bucket(token_ratio)",
+                    Value::Float(token_ratio),
+                    "use a finite ratio in [0, 1] (gRPC's example: 0.1)",
+                ),
+            );
+        }
+        let mut budget = Self::build(BudgetMode::TokenBucket {
+            max_tokens: if invalid.is_some() { 10.0 } else { max_tokens },
+            token_ratio: if invalid.is_some() { 0.1 } else { token_ratio },
+        });
+        budget.invalid = invalid;
+        budget
+    }
+
+    /// Like [`token_bucket`](Self::token_bucket), refusing out-of-range values with a
+    /// [`ConfigError`].
+    pub fn try_token_bucket(max_tokens: f64, token_ratio: f64) -> Result<Self, ConfigError> {
+        let budget = Self::token_bucket(max_tokens, token_ratio);
+        budget.validate().map(|()| budget)
+    }
+
+    /// `Err` with the first refused value this budget was made with, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(&self.invalid)
     }
 
     /// Uses `clock` instead of [`TokioClock`].
@@ -113,6 +170,7 @@ impl RetryBudget {
         let inner = Inner::new(self.inner.mode, clock);
         RetryBudget {
             inner: Arc::new(inner),
+            invalid: self.invalid,
         }
     }
 
@@ -251,6 +309,7 @@ impl RetryBudget {
     fn build(mode: BudgetMode) -> Self {
         RetryBudget {
             inner: Arc::new(Inner::new(mode, Arc::new(TokioClock))),
+            invalid: None,
         }
     }
 }

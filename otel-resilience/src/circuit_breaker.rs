@@ -33,6 +33,7 @@ use otel_core::attributes;
 use parking_lot::Mutex;
 
 use crate::clock::{SharedClock, TokioClock};
+use crate::config_error::{ConfigError, Value, check, refuse};
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
 
@@ -74,6 +75,7 @@ pub struct CircuitBreakerConfig {
     open_jitter: f64,
     half_open_probes: u32,
     mode: BreakerMode,
+    invalid: Option<ConfigError>,
 }
 
 /// The error of a rejected call: nothing was sent. Says when the breaker probes next.
@@ -132,24 +134,54 @@ impl Default for CircuitBreakerConfig {
             open_jitter: 0.1,
             half_open_probes: 1,
             mode: BreakerMode::Normal,
+            invalid: None,
         }
     }
 }
 
 impl CircuitBreakerConfig {
-    /// Opens when the failure rate over the window reaches `rate` (default 0.5).
+    /// Opens when the failure rate over the window reaches `rate` (default 0.5; in `(0, 1]`).
+    ///
+    /// Every setter of this type remembers a refused value (the setting keeps its default)
+    /// and [`validate`](Self::validate), `CircuitBreaker::builder(..).try_build()` or the
+    /// registry report it as a [`ConfigError`].
     pub fn failure_rate(mut self, rate: f64) -> Self {
-        self.failure_rate = clamp_rate(rate, 0.5);
+        if rate.is_finite() && rate > 0.0 && rate <= 1.0 {
+            self.failure_rate = rate;
+        } else {
+            self.refuse(
+                "CircuitBreakerConfig::failure_rate",
+                Value::Float(rate),
+                "use a rate in (0, 1] (0.5 = open when half the calls fail; default 0.5)",
+            );
+        }
         self
     }
-    /// The rate rules apply only once the window holds this many calls (default 20).
+    /// The rate rules apply only once the window holds this many calls (default 20; at
+    /// least 1).
     pub fn minimum_calls(mut self, n: u32) -> Self {
-        self.minimum_calls = n.max(1);
+        if n == 0 {
+            self.refuse(
+                "CircuitBreakerConfig::minimum_calls",
+                Value::Int(0),
+                "use at least 1 call (default 20)",
+            );
+        } else {
+            self.minimum_calls = n;
+        }
         self
     }
     /// The sliding window of the rate rules (default 10 s, at least 1 s).
     pub fn window(mut self, window: Duration) -> Self {
-        self.window = window.max(Duration::from_secs(1));
+        if window < Duration::from_secs(1) {
+            self.refuse(
+                "CircuitBreakerConfig::window",
+                Value::Duration(window),
+                "use a window of at least 1 s (default 10 s)",
+            );
+        } else {
+            self.window = window;
+        }
         self
     }
     /// Opens after this many consecutive failures (default 5; 0 disables the rule).
@@ -158,28 +190,70 @@ impl CircuitBreakerConfig {
         self
     }
     /// Also opens when the share of calls slower than `threshold` reaches `rate`
-    /// (default: off).
+    /// (default: off; `threshold` positive, `rate` in `(0, 1]`).
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow_call = Some((threshold, clamp_rate(rate, 1.0)));
+        if threshold.is_zero() {
+            self.refuse(
+                "CircuitBreakerConfig::slow_calls(threshold)",
+                Value::Duration(threshold),
+                "use a positive threshold (every call is slower than zero)",
+            );
+        } else if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
+            self.refuse(
+                "CircuitBreakerConfig::slow_calls(rate)",
+                Value::Float(rate),
+                "use a rate in (0, 1] (0.5 = open when half the calls are slow)",
+            );
+        } else {
+            self.slow_call = Some((threshold, rate));
+        }
         self
     }
     /// Open duration of the first trip (default 5 s) and its cap on repeated trips
-    /// (default 60 s).
+    /// (default 60 s). `first` must be positive and `max` at least `first`.
     pub fn open_duration(mut self, first: Duration, max: Duration) -> Self {
-        self.open_duration = first;
-        self.max_open_duration = max.max(first);
+        if first.is_zero() || max < first {
+            self.refuse(
+                "CircuitBreakerConfig::open_duration",
+                Value::Durations(first, max),
+                "use a positive first open duration and a cap at least as long (default (5s, 60s))",
+            );
+        } else {
+            self.open_duration = first;
+            self.max_open_duration = max;
+        }
         self
     }
-    /// The share of the open duration taken off at random (default 0.1 = up to 10%), so that
-    /// clients that tripped together do not probe together.
+    /// The share of the open duration taken off at random (default 0.1 = up to 10%; in
+    /// `[0, 1]`), so that clients that tripped together do not probe together.
     pub fn open_jitter(mut self, fraction: f64) -> Self {
-        self.open_jitter = clamp_rate(fraction, 0.1);
+        if fraction.is_finite() && (0.0..=1.0).contains(&fraction) {
+            self.open_jitter = fraction;
+        } else {
+            self.refuse(
+                "CircuitBreakerConfig::open_jitter",
+                Value::Float(fraction),
+                "use a fraction in [0, 1] (0 = no jitter, default 0.1)",
+            );
+        }
         self
     }
-    /// How many probes half-open admits (default 1); all must succeed to close.
+    /// How many probes half-open admits (default 1; at least 1); all must succeed to close.
     pub fn half_open_probes(mut self, n: u32) -> Self {
-        self.half_open_probes = n.max(1);
+        if n == 0 {
+            self.refuse(
+                "CircuitBreakerConfig::half_open_probes",
+                Value::Int(0),
+                "use at least 1 probe (default 1)",
+            );
+        } else {
+            self.half_open_probes = n;
+        }
         self
+    }
+    /// `Err` with the first refused setting, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(&self.invalid)
     }
     /// The mode (default [`BreakerMode::Normal`]).
     pub fn mode(mut self, mode: BreakerMode) -> Self {
@@ -214,7 +288,18 @@ impl CircuitBreakerBuilder {
         self
     }
     /// The breaker.
+    ///
+    /// # Panics
+    ///
+    /// At setup, with the [`ConfigError`] message, when the configuration holds a refused
+    /// value; [`try_build`](Self::try_build) returns the error instead.
     pub fn build(self) -> Arc<CircuitBreaker> {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The breaker, or the first refused configuration value.
+    pub fn try_build(self) -> Result<Arc<CircuitBreaker>, ConfigError> {
+        self.config.validate()?;
         let origin = self.clock.now();
         let buckets = vec![Bucket::default(); BUCKETS];
         let breaker = CircuitBreaker {
@@ -241,7 +326,7 @@ impl CircuitBreakerBuilder {
         if let Some(m) = &breaker.metrics {
             m.breaker_state.record(0, &[breaker.name_kv()]);
         }
-        Arc::new(breaker)
+        Ok(Arc::new(breaker))
     }
 }
 
@@ -705,11 +790,9 @@ impl CircuitBreaker {
     }
 }
 
-fn clamp_rate(rate: f64, fallback: f64) -> f64 {
-    if rate.is_finite() {
-        rate.clamp(0.0, 1.0)
-    } else {
-        fallback
+impl CircuitBreakerConfig {
+    fn refuse(&mut self, setting: &'static str, value: Value, fix: &'static str) {
+        refuse(&mut self.invalid, ConfigError::new(setting, value, fix));
     }
 }
 

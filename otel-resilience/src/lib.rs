@@ -33,6 +33,7 @@ pub mod breaker_registry;
 pub mod budget;
 pub mod circuit_breaker;
 pub mod clock;
+pub mod config_error;
 pub mod metrics;
 pub mod random;
 pub mod replay_body;
@@ -49,6 +50,7 @@ pub use circuit_breaker::{
     BreakerMode, BreakerState, CircuitBreaker, CircuitBreakerConfig, CircuitOpen,
 };
 pub use clock::{Clock, ManualClock, TokioClock};
+pub use config_error::ConfigError;
 #[cfg(feature = "reqwest")]
 pub use reqwest_middleware::{CircuitBreakerMiddleware, RetryMiddleware};
 pub use retry_layer::{RetryBudgetExhausted, RetryLayer, RetryService};

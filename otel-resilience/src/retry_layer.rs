@@ -47,6 +47,7 @@ use tower_service::Service;
 
 use crate::budget::RetryBudget;
 use crate::clock::{SharedClock, TokioClock};
+use crate::config_error::ConfigError;
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
 use crate::replay_body::{BufferBody, Buffered, ReplayBody};
@@ -152,8 +153,21 @@ impl RetryLayerBuilder {
         self
     }
     /// The layer.
+    ///
+    /// # Panics
+    ///
+    /// At setup, with the [`ConfigError`] message, when the policy, its backoff or the budget
+    /// holds a refused value; [`try_build`](Self::try_build) returns the error instead.
     pub fn build(self) -> RetryLayer {
-        RetryLayer {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// The layer, or the first refused configuration value.
+    pub fn try_build(self) -> Result<RetryLayer, ConfigError> {
+        self.policy.validate()?;
+        if let Some(budget) = &self.budget {
+            budget.validate()?;
+        }
+        Ok(RetryLayer {
             shared: Arc::new(RetryShared {
                 policy: self.policy,
                 budget: self.budget,
@@ -161,7 +175,7 @@ impl RetryLayerBuilder {
                 rng: self.rng.unwrap_or_default(),
                 metrics: self.metrics.unwrap_or_else(ResilienceMetrics::global),
             }),
-        }
+        })
     }
 }
 
