@@ -140,7 +140,7 @@ impl Shop {
             payments,
             inventory,
             user: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(5))
                 .build()?,
             jobs_done,
             cache_authority: format!("{CACHE_HOST}:{}", cache_addr.port()),
