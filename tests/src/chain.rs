@@ -47,8 +47,8 @@ use otel_grpc::{GrpcClient, GrpcClientLayer, GrpcServerLayer};
 use otel_http::HttpServerLayer;
 use otel_http::reqwest::TracingMiddleware;
 use otel_resilience::{
-    Backoff, CircuitBreakerMiddleware, CircuitBreakerRegistry, RetryLayer, RetryMiddleware,
-    RetryPolicy,
+    Backoff, CircuitBreakerMiddleware, CircuitBreakerRegistry, ManualClock, RetryLayer,
+    RetryMiddleware, RetryPolicy,
 };
 use otel_sql::TracedPool;
 use reqwest_middleware::ClientWithMiddleware;
@@ -84,6 +84,7 @@ pub struct Shop {
     pub pool: TracedPool<Sqlite>,
     backend_failures: Arc<AtomicUsize>,
     backend_calls: Arc<AtomicUsize>,
+    breaker_clock: Arc<ManualClock>,
 }
 
 impl Shop {
@@ -134,6 +135,7 @@ impl Shop {
         )
         .await;
 
+        let breaker_clock = Arc::new(ManualClock::new());
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(RetryMiddleware::new(
                 RetryLayer::builder()
@@ -145,6 +147,7 @@ impl Shop {
             ))
             .with(CircuitBreakerMiddleware::new(
                 CircuitBreakerRegistry::builder()
+                    .clock(breaker_clock.clone())
                     .seed(7)
                     .meter_provider(meter_provider)
                     .build(),
@@ -176,7 +179,14 @@ impl Shop {
             pool,
             backend_failures,
             backend_calls,
+            breaker_clock,
         }
+    }
+
+    /// The clock of the gateway's circuit breakers: it moves only when advanced, so an open
+    /// breaker stays open however slow the test machine is.
+    pub fn breaker_clock(&self) -> &ManualClock {
+        &self.breaker_clock
     }
 
     /// The gateway's dashboard URL.
