@@ -2,7 +2,11 @@
 //! tracing → backend (axum) → tonic → SQLite — on 127.0.0.1, with W3C trace-context and with
 //! B3 as the configured propagator: one trace, exact parent links across every hop, the
 //! request id on the spans that serve or forward it, the headers on the wire, and the N+1
-//! finding of the gRPC handler's query loop.
+//! finding of the gRPC handler's query loop. And the same request in a trace the user did not
+//! sample: no span anywhere, the trace and the request id still forwarded hop by hop.
+//!
+//! The retry and db spans carry no `request.id` attribute (otel-resilience and otel-sql do
+//! not record it); they are asserted to be in the request's trace, under spans that do.
 
 use integration_tests::chain::{
     AUTHOR_ID, COMMENT_COUNT_SQL, COMMENT_COUNTS_METHOD, POSTS, POSTS_SQL, Shop,
@@ -417,4 +421,75 @@ async fn b3_chain_is_one_trace_from_gateway_to_database() {
             tree.grpc_client.span_context.span_id(),
         )
     );
+}
+
+/// An unsampled trace (the user's parent says "not sampled"): sampling is decided before any
+/// span is built, so no hop records a span, yet every hop still forwards the trace — flag
+/// `00`, the user's trace id — and the request id, and the retry still happens.
+async fn unsampled(propagators: &str, parent_header: (&str, String), wire: fn(&str) -> bool) {
+    let telemetry = TestTelemetry::new();
+    let shop = Shop::start(propagators, telemetry.meter_provider()).await;
+    shop.fail_backend_calls(1);
+    let response = reqwest::Client::new()
+        .get(shop.dashboard_url())
+        .header("x-request-id", REQUEST_ID)
+        .header(parent_header.0, parent_header.1)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.expect("body");
+    assert_eq!(shop.backend_calls(), 2, "one 503, one retry");
+
+    let (spans, _transport) = workspace_spans(&telemetry.spans());
+    assert_eq!(summary(&spans), [], "no span of an unsampled trace");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 7, "{body}");
+    // What reached the backend (lines 0..3) and the gRPC handler (lines 3..6).
+    for hop in [&lines[0..3], &lines[3..6]] {
+        // The configured format only: the other propagation header is absent.
+        let forwarded = hop[0..2].iter().filter(|l| wire(l)).count();
+        let absent = hop[0..2].iter().filter(|l| l.ends_with("=-")).count();
+        assert_eq!(
+            (forwarded, absent),
+            (1, 1),
+            "the trace is forwarded: {body}"
+        );
+        assert_eq!(hop[2], format!("x-request-id={REQUEST_ID}"), "{body}");
+    }
+    assert_eq!(lines[6], "comments=1,2,3,4,5,6");
+}
+
+/// `traceparent=00-{TRACE_ID}-{16 hex digits}-00`.
+fn unsampled_traceparent(line: &str) -> bool {
+    line.strip_prefix(&format!("traceparent=00-{TRACE_ID}-"))
+        .and_then(|rest| rest.strip_suffix("-00"))
+        .is_some_and(|span| span.len() == 16 && span.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `b3={TRACE_ID}-{16 hex digits}-0`.
+fn unsampled_b3(line: &str) -> bool {
+    line.strip_prefix(&format!("b3={TRACE_ID}-"))
+        .and_then(|rest| rest.strip_suffix("-0"))
+        .is_some_and(|span| span.len() == 16 && span.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[tokio::test]
+async fn unsampled_w3c_chain_builds_no_span_and_still_forwards_the_trace() {
+    unsampled(
+        "tracecontext",
+        ("traceparent", format!("00-{TRACE_ID}-{USER_SPAN_ID}-00")),
+        unsampled_traceparent,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unsampled_b3_chain_builds_no_span_and_still_forwards_the_trace() {
+    unsampled(
+        "b3",
+        ("b3", format!("{TRACE_ID}-{USER_SPAN_ID}-0")),
+        unsampled_b3,
+    )
+    .await;
 }
