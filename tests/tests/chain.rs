@@ -382,6 +382,22 @@ fn check_n_plus_one(telemetry: &TestTelemetry, tree: &Tree) {
     );
 }
 
+/// Every log line written inside the request's trace names its request id.
+fn check_log_lines(telemetry: &TestTelemetry) {
+    let logs = telemetry.logs();
+    let in_trace: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(&format!("trace_id={TRACE_ID}")))
+        .collect();
+    assert!(in_trace.len() > 3, "log lines of the request:\n{logs}");
+    for line in in_trace {
+        assert!(
+            line.contains(&format!("request_id={REQUEST_ID}")),
+            "a log line of the request without its id: {line}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn w3c_chain_is_one_trace_from_gateway_to_database() {
     let (telemetry, tree, body) = dashboard(
@@ -391,6 +407,7 @@ async fn w3c_chain_is_one_trace_from_gateway_to_database() {
     .await;
     check_tree(&tree);
     check_n_plus_one(&telemetry, &tree);
+    check_log_lines(&telemetry);
     // On the wire: `traceparent` only, naming the span that sent each hop.
     assert_eq!(
         body,
@@ -410,6 +427,7 @@ async fn b3_chain_is_one_trace_from_gateway_to_database() {
         dashboard("b3", ("b3", format!("{TRACE_ID}-{USER_SPAN_ID}-1"))).await;
     check_tree(&tree);
     check_n_plus_one(&telemetry, &tree);
+    check_log_lines(&telemetry);
     // On the wire: single-header `b3` only.
     assert_eq!(
         body,
