@@ -55,6 +55,11 @@ pub async fn run() -> Result<(), DemoError> {
             "sent to the OTLP endpoint"
         }
     ));
+    if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        output.line(
+            "OTEL_SDK_DISABLED=true: no spans and no trees; the numbers come from the services",
+        );
+    }
     // Setup (schema, seed data) is not an incident: its spans are not printed.
     output.mute(true);
     let shop = match tokio::time::timeout(STEP_TIMEOUT, Shop::start()).await {
@@ -68,7 +73,7 @@ pub async fn run() -> Result<(), DemoError> {
     for (name, port) in &shop.services {
         output.register_service(*port, name);
     }
-    quiet_retried_charges();
+    configure_n_plus_one();
     output.line(&format!("gateway listening on {}", shop.gateway));
 
     step(&output, deadline, retry_storm::replay(&shop, &output)).await;
@@ -107,15 +112,21 @@ async fn step(
     output.settle().await;
 }
 
-/// The N+1 detector as by default, except for the payments charge: the attempts of one
-/// retried charge are not an N+1 (otel-http feeds resent attempts to the detector too).
-fn quiet_retried_charges() {
-    use otel_core::repeated_shape::{DetectorConfig, mode_from_env, set_config};
-    let mut builder = DetectorConfig::builder().allow("/charge");
-    if let Ok(Some(mode)) = mode_from_env() {
-        builder = builder.mode(mode);
-    }
-    if let Ok(config) = builder.build() {
+/// The N+1 detector for the demo: on (`warn`) in release builds too, unless
+/// `OTEL_N_PLUS_ONE=off` (never `panic`: the demo serves its pages whatever they do); and
+/// quiet about the payments charge, whose retried attempts are not an N+1 (otel-http feeds
+/// resent attempts to the detector too).
+fn configure_n_plus_one() {
+    use otel_core::repeated_shape::{DetectorConfig, Mode, mode_from_env, set_config};
+    let mode = match mode_from_env() {
+        Ok(Some(Mode::Off)) => Mode::Off,
+        _ => Mode::Warn,
+    };
+    if let Ok(config) = DetectorConfig::builder()
+        .mode(mode)
+        .allow("/charge")
+        .build()
+    {
         set_config(config);
     }
 }
