@@ -456,8 +456,17 @@ impl DelaySource {
 /// in the past is a zero delay; anything unparseable is `None`.
 pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
     let text = std::str::from_utf8(value).ok()?.trim();
-    if !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().ok().map(Duration::from_secs);
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // delay-seconds is `1*DIGIT`: leading zeros are valid at any length; a value past
+        // u64 is refused (None) without being scanned twice.
+        let digits = text.trim_start_matches('0');
+        if digits.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        if digits.len() > 20 {
+            return None;
+        }
+        return digits.parse::<u64>().ok().map(Duration::from_secs);
     }
     let date = httpdate::parse_http_date(text).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
