@@ -99,3 +99,42 @@ async fn four_calls_stay_under_the_threshold() {
             .all(|e| e.name != "n_plus_one.detected")
     );
 }
+
+#[tokio::test]
+async fn retried_attempts_are_not_repeats() {
+    use otel_core::extensions::ResendCount;
+    use otel_core::repeated_shape::{self, FindingKind};
+
+    let _telemetry = TestTelemetry::new();
+    let backend = serve(Router::new().route("/charge", get(|| async { "charged" }))).await;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TracingMiddleware::new())
+        .build();
+    let ((), findings) = repeated_shape::capture(async {
+        // One logical call sent six times (as a retry layer does): attempts 2..6 carry their
+        // resend count and are not counted as repeats of the shape.
+        for resend in 0..6 {
+            client
+                .get(format!("http://{backend}/charge"))
+                .with_extension(ResendCount(resend))
+                .send()
+                .await
+                .unwrap();
+        }
+        // Six distinct calls of the same shape are.
+        for _ in 0..6 {
+            client
+                .get(format!("http://{backend}/charge"))
+                .send()
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let n_plus_one = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::NPlusOne)
+        .expect("the six distinct calls are an N+1");
+    // 1 first attempt + 6 distinct calls; the 5 retries are not counted.
+    assert_eq!(n_plus_one.count, 7, "{findings:?}");
+}

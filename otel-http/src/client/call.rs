@@ -184,7 +184,9 @@ impl ClientCall {
             metric_attributes.push(KeyValue::new(sc::SERVER_ADDRESS, host.to_owned()));
         }
         metric_attributes.push(KeyValue::new(sc::SERVER_PORT, i64::from(port)));
-        let repeated = repeated_shape::is_enabled().then(|| RepeatedCall {
+        // A retried attempt is the same logical call, not a repeat of the shape.
+        let is_retry = extensions.get::<ResendCount>().is_some_and(|r| r.0 > 0);
+        let repeated = (repeated_shape::is_enabled() && !is_retry).then(|| RepeatedCall {
             shape: crate::shape::shape_of(
                 head.method.as_str(),
                 head.host.unwrap_or(""),
