@@ -375,6 +375,13 @@ fn spans_from_tracing_through_the_bridge_print_as_one_tree() {
         root.in_scope(|| {
             tracing::info_span!("SELECT users", "otel.kind" = "client").in_scope(|| {});
             tracing::info!("a log line is not an incident event");
+            // A transition event shows its own attributes, not the bridge's level/target/code.*.
+            tracing::event!(
+                name: "circuit_breaker.opened",
+                tracing::Level::WARN,
+                { "circuit_breaker.name" = "inventory:50051" },
+                "circuit_breaker.opened"
+            );
         });
     });
 
@@ -383,6 +390,7 @@ fn spans_from_tracing_through_the_bridge_print_as_one_tree() {
         "\
 trace 00000000000000000000000000000001  api  D  ERROR
 └─ GET /users/{id}  D  500  ERROR  request.id=r-1
+   │  • circuit_breaker.opened  D  circuit_breaker.name=inventory:50051
    └─ SELECT users  D
 "
     );
@@ -391,7 +399,9 @@ trace 00000000000000000000000000000001  api  D  ERROR
 /// Real `tracing` spans take real time: durations become `D`.
 fn mask_durations(text: &str) -> String {
     let is_duration = |field: &str| {
-        let digits = field.trim_end_matches(['µ', 'm', 's']);
+        let digits = field
+            .trim_start_matches('+')
+            .trim_end_matches(['µ', 'm', 's']);
         field != digits
             && !digits.is_empty()
             && digits.chars().all(|c| c.is_ascii_digit() || c == '.')

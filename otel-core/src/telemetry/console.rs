@@ -668,7 +668,13 @@ impl Node {
                 push_duration(&mut line, offset);
                 let mut pairs = String::new();
                 for KeyValue { key, value, .. } in &event.attributes {
-                    push_pair(&mut pairs, key.as_str(), value);
+                    // The bridge adds `level`, `target` and `code.*` to every event: noise in
+                    // an incident tree.
+                    let key = key.as_str();
+                    if key == "level" || key == "target" || key.starts_with("code.") {
+                        continue;
+                    }
+                    push_pair(&mut pairs, key, value);
                 }
                 if !pairs.is_empty() {
                     line.push_str("  ");
