@@ -93,6 +93,14 @@ async fn fifty_repeats_are_one_n_plus_one_with_count_50_on_the_scope_span() {
         "warned at the threshold: {logs}"
     );
     assert!(logs.contains("final count: N+1 (n_plus_one)"), "{logs}");
+    let final_line = logs
+        .lines()
+        .find(|line| line.contains("final count"))
+        .unwrap();
+    assert!(
+        final_line.contains(&format!("trace_id={}", span.span_context.trace_id())),
+        "the final-count line is logged inside the request: {final_line}"
+    );
     assert!(
         logs.contains("ran 50 times"),
         "warned again with the final count: {logs}"

@@ -80,6 +80,17 @@ async fn a_call_per_item_is_flagged_on_the_server_span() {
         .filter(|e| e.name == "n_plus_one.detected")
         .collect();
     assert_eq!(events.len(), 1, "one finding event on the server span");
+    // The warning with the final count is written when the request ends: it still carries the
+    // request's trace id, so the log line leads to the trace.
+    let logs = telemetry.logs();
+    let final_line = logs
+        .lines()
+        .find(|line| line.contains("final count"))
+        .unwrap_or_else(|| panic!("no final-count warning in {logs}"));
+    assert!(
+        final_line.contains(&format!("trace_id={}", server.span_context.trace_id())),
+        "{final_line}"
+    );
     assert_eq!(telemetry.spans_named("GET").len(), 7, "seven client spans");
 }
 

@@ -108,11 +108,14 @@ pub(crate) fn scope_ended(config: &DetectorConfig, span: &tracing::Span, snapsho
         );
     }
     if matches!(config.mode, Mode::Warn) {
-        for snapshot in snapshots {
-            if snapshot.finding.count > snapshot.count_at_threshold {
-                warn(&snapshot.finding, "final count");
+        // Logged inside the scope span, so the line carries the request's trace and request id.
+        span.in_scope(|| {
+            for snapshot in snapshots {
+                if snapshot.finding.count > snapshot.count_at_threshold {
+                    warn(&snapshot.finding, "final count");
+                }
             }
-        }
+        });
     }
 }
 
