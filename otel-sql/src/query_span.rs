@@ -357,6 +357,8 @@ fn open_span(shared: &Shared, fp: &Fingerprint, raw: &str) -> tracing::Span {
     } else {
         Some(fp.summary())
     };
+    // The request id a user quotes leads to the queries of the request too.
+    let request_id = otel_core::RequestId::current();
     tracing::info_span!(
         target: TARGET,
         "db.query",
@@ -374,19 +376,13 @@ fn open_span(shared: &Shared, fp: &Fingerprint, raw: &str) -> tracing::Span {
         { sc::SERVER_ADDRESS } = shared.endpoint.address.as_deref(),
         { sc::SERVER_PORT } = shared.endpoint.port.map(i64::from),
         { sc::ERROR_TYPE } = Empty,
+        { otel_core::attributes::REQUEST_ID } = request_id.as_ref().map(otel_core::RequestId::as_str),
     )
 }
 
 /// Raw text cut at [`fingerprint::MAX_SANITIZED_LEN`] bytes (on a char boundary).
 fn bounded(raw: &str) -> &str {
-    if raw.len() <= fingerprint::MAX_SANITIZED_LEN {
-        return raw;
-    }
-    let mut cut = fingerprint::MAX_SANITIZED_LEN;
-    while !raw.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &raw[..cut]
+    &raw[..raw.floor_char_boundary(fingerprint::MAX_SANITIZED_LEN)]
 }
 
 /// `error.type` (low cardinality) and `db.response.status_code` of a failure. The error

@@ -168,6 +168,29 @@ macro_rules! db_suite {
         }
 
         #[tokio::test]
+        async fn request_id_of_the_request_is_on_the_query_span() {
+            let $tt = TestTelemetry::new();
+            let Some(pool) = $connect else { return };
+            let (posts, _) = setup(&pool, "reqid", 1, 0).await;
+            $tt.reset();
+            // As the server layers do: the request id travels in the request's context.
+            let handler = tracing::info_span!("handler");
+            let id: otel_core::RequestId = "user-quoted-42".parse().unwrap();
+            otel_core::tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+                &handler,
+                opentelemetry::Context::new().with_value(id),
+            )
+            .unwrap();
+            async {
+                q(format!("SELECT id FROM {posts}")).fetch_all(&pool).await.unwrap();
+            }
+            .instrument(handler)
+            .await;
+            let span = $tt.span(&format!("SELECT {posts}"));
+            assert_eq!(s(&span, "request.id").as_deref(), Some("user-quoted-42"));
+        }
+
+        #[tokio::test]
         async fn here_gives_findings_the_query_line() {
             let $tt = TestTelemetry::new();
             let Some(pool) = $connect else { return };
