@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Instruction counts per call of the hottest paths (see benches/instructions.rs), under
 # valgrind's callgrind: stable across machine load, so a regression is visible despite noise.
-# Usage: benches/callgrind.sh [iterations]   (default 2000; prints Ir per call)
+# Usage: benches/callgrind.sh [iterations]   (default 2000; prints Ir per call; PATHS=... to pick;
+# KEEP=dir keeps the callgrind.out files for callgrind_annotate --inclusive=yes)
 set -euo pipefail
 cd "$(dirname "$0")"
 iterations=${1:-2000}
 bin=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null \
     | sed -n 's/.*"executable":"\([^"]*instructions[^"]*\)".*/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "could not build the instructions bench" >&2; exit 1; }
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+out=${KEEP:-$(mktemp -d)}
+mkdir -p "$out"
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$out"' EXIT
 printf '%-18s %12s\n' path Ir/call
-for path in w3c_extract request_id fingerprint server_bare server_unsampled; do
+for path in ${PATHS:-w3c_extract request_id fingerprint server_bare server_unsampled tower_bare retry_breaker}; do
     valgrind --tool=callgrind --callgrind-out-file="$out/$path.out" \
         --collect-atstart=no --toggle-collect='*instructions*measure*' \
         "$bin" "$path" "$iterations" >/dev/null 2>"$out/$path.log"

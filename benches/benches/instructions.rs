@@ -5,18 +5,21 @@
 //! `instructions <path> <iterations>` sets the path up, runs it once to warm caches and lazy
 //! statics, then calls it `<iterations>` times inside `measure`, the only function callgrind
 //! collects in (`--collect-atstart=no --toggle-collect=*instructions*measure*`). Paths:
-//! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`.
+//! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`, and the
+//! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
+//! (both boxed, so the difference is the two layers).
 //! Under `cargo bench` (no path given) it only says how to run it.
 
 use std::hint::black_box;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty, Full};
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use otel_core::propagation::{HeaderExtractor, TraceContextPropagator};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
@@ -91,10 +94,52 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
+        "tower_bare" | "retry_breaker" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _rt = rt.enter();
+            let inner = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+                Ok::<_, std::io::Error>(http::Response::new(Empty::<Bytes>::new()))
+            });
+            let mut service: tower::util::BoxService<_, _, tower::BoxError> =
+                if path == "tower_bare" {
+                    tower::util::BoxService::new(inner.map_err(tower::BoxError::from))
+                } else {
+                    tower::util::BoxService::new(
+                        tower::ServiceBuilder::new()
+                            .layer(otel_resilience::RetryLayer::new())
+                            .layer(otel_resilience::CircuitBreakerLayer::new())
+                            .service(inner),
+                    )
+                };
+            let mut f = || {
+                let request = http::Request::get("http://api.internal/users/42")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let ready = poll_now(service.ready()).unwrap();
+                assert_eq!(poll_now(ready.call(request)).unwrap().status(), 200);
+            };
+            f();
+            measure(iterations, &mut f);
+        }
         other => {
             eprintln!("unknown path {other}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Polls `future` once with a no-op waker: the services measured here answer at once.
+fn poll_now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the service was expected to answer at once"),
     }
 }
 

@@ -38,7 +38,7 @@ fn main() {
             .otlp_protocol(OtlpProtocol::HttpProtobuf)
             .otlp_endpoint(endpoint)
             .otlp_timeout(Duration::from_secs(2))
-            .log_filter("error")
+            .log_filter("error,otel_http=info")
             .install()
             .expect("telemetry setup")
     });
