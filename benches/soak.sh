@@ -23,7 +23,8 @@ for phase in healthy closed hang; do
     warm=0 peak=0
     for second in $(seq "$SECS"); do
         sleep 1
-        kb=$(sed -n 's/^VmRSS: *\([0-9]*\).*/\1/p' "/proc/$SERVER_PID/status")
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || true)
+        kb=${kb:-0}
         [ "$second" -eq "$WARM" ] && warm=$kb
         [ "$kb" -gt "$peak" ] && peak=$kb
         echo "$phase t=${second}s rss_kib=$kb" >>"${SOAK_LOG:-/dev/null}"

@@ -5,7 +5,8 @@
 //! `instructions <path> <iterations>` sets the path up, runs it once to warm caches and lazy
 //! statics, then calls it `<iterations>` times inside `measure`, the only function callgrind
 //! collects in (`--collect-atstart=no --toggle-collect=*instructions*measure*`). Paths:
-//! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`, and the
+//! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`,
+//! `server_disabled` (ours with `sampling::set_enabled(false)`), and the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
 //! (both boxed, so the difference is the two layers).
 //! Under `cargo bench` (no path given) it only says how to run it.
@@ -63,7 +64,7 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "server_bare" | "server_unsampled" => {
+        "server_bare" | "server_unsampled" | "server_disabled" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
@@ -71,6 +72,7 @@ fn main() {
             let _subscriber =
                 tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider));
             otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+            otel_core::sampling::set_enabled(path != "server_disabled");
             let app = if path == "server_bare" {
                 otel_benches::router().layer(tower::layer::layer_fn(|inner| inner))
             } else {
