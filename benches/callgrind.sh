@@ -13,7 +13,7 @@ out=${KEEP:-$(mktemp -d)}
 mkdir -p "$out"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$out"' EXIT
 printf '%-18s %12s\n' path Ir/call
-for path in ${PATHS:-w3c_extract request_id fingerprint server_bare server_unsampled server_disabled tower_bare retry_breaker}; do
+for path in ${PATHS:-w3c_extract request_id fingerprint server_bare server_unsampled server_disabled server_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker}; do
     valgrind --tool=callgrind --callgrind-out-file="$out/$path.out" \
         --collect-atstart=no --toggle-collect='*instructions*measure*' \
         "$bin" "$path" "$iterations" >/dev/null 2>"$out/$path.log"

@@ -84,6 +84,7 @@ fn client(c: &mut Criterion) {
             .with_sampler(opentelemetry_sdk_0_32::trace::Sampler::AlwaysOn)
             .build();
         let subscriber = tracing_subscriber::registry()
+            .with(otel_benches::service_filter())
             .with(tracing_opentelemetry_0_33::layer().with_tracer(provider.tracer("bench")));
         let _guard = tracing::subscriber::set_default(subscriber);
         let peer = ClientBuilder::new(reqwest.clone())

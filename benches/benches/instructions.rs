@@ -6,9 +6,12 @@
 //! statics, then calls it `<iterations>` times inside `measure`, the only function callgrind
 //! collects in (`--collect-atstart=no --toggle-collect=*instructions*measure*`). Paths:
 //! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`,
-//! `server_disabled` (ours with `sampling::set_enabled(false)`), and the
+//! `server_disabled` (ours with `sampling::set_enabled(false)`), `server_sampled`,
+//! `server_reference` (one bridged span with the same fields, no layer logic), and the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
-//! (both boxed, so the difference is the two layers).
+//! (both boxed, so the difference is the two layers); the reqwest client over loopback to an
+//! in-process server: `client_chain` (empty middleware chain), `client_ours`, `client_peer`
+//! (`reqwest-tracing` on its OpenTelemetry 0.32 stack).
 //! Under `cargo bench` (no path given) it only says how to run it.
 
 use std::hint::black_box;
@@ -64,17 +67,26 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "server_bare" | "server_unsampled" | "server_disabled" => {
+        "server_bare" | "server_unsampled" | "server_disabled" | "server_sampled"
+        | "server_reference" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
             let provider = otel_benches::provider();
             let _subscriber =
                 tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider));
-            otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+            if path == "server_sampled" {
+                otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+            } else {
+                otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+            }
             otel_core::sampling::set_enabled(path != "server_disabled");
             let app = if path == "server_bare" {
                 otel_benches::router().layer(tower::layer::layer_fn(|inner| inner))
+            } else if path == "server_reference" {
+                otel_benches::router().layer(tower::layer::layer_fn(|inner| {
+                    otel_benches::reference::SpanOnly { inner }
+                }))
             } else {
                 otel_benches::router().layer(
                     otel_http::HttpServerLayer::builder()
@@ -91,6 +103,66 @@ fn main() {
                     let response = app.clone().oneshot(request).await.unwrap();
                     assert_eq!(response.status(), 200);
                     response.into_body().collect().await.unwrap();
+                })
+            };
+            f();
+            measure(iterations, &mut f);
+        }
+        "client_chain" | "client_ours" | "client_peer" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let url = format!("http://{}/users/42", listener.local_addr().unwrap());
+            rt.spawn(async move { axum::serve(listener, otel_benches::router()).await });
+            let builder = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
+            let provider = otel_benches::provider();
+            let provider_0_32 = opentelemetry_sdk_0_32::trace::SdkTracerProvider::builder()
+                .with_sampler(opentelemetry_sdk_0_32::trace::Sampler::AlwaysOn)
+                .build();
+            let (client, _subscriber) = match path.as_str() {
+                "client_chain" => (builder.build(), None),
+                "client_ours" => {
+                    otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+                    let middleware = otel_http::reqwest::TracingMiddleware::builder()
+                        .propagator(TraceContextPropagator::new())
+                        .curl_event(false)
+                        .build();
+                    let subscriber = tracing::subscriber::set_default(
+                        otel_benches::bridged_subscriber(&provider),
+                    );
+                    (builder.with(middleware).build(), Some(subscriber))
+                }
+                _ => {
+                    use opentelemetry_0_32::trace::TracerProvider as _;
+                    use tracing_subscriber::layer::SubscriberExt as _;
+                    opentelemetry_0_32::global::set_text_map_propagator(
+                        opentelemetry_sdk_0_32::propagation::TraceContextPropagator::new(),
+                    );
+                    let subscriber = tracing::subscriber::set_default(
+                        tracing_subscriber::registry()
+                            .with(otel_benches::service_filter())
+                            .with(
+                                tracing_opentelemetry_0_33::layer()
+                                    .with_tracer(provider_0_32.tracer("bench")),
+                            ),
+                    );
+                    (
+                        builder
+                            .with(reqwest_tracing::TracingMiddleware::default())
+                            .build(),
+                        Some(subscriber),
+                    )
+                }
+            };
+            let mut f = || {
+                rt.block_on(async {
+                    let response = client.get(&url).send().await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    response.bytes().await.unwrap();
                 })
             };
             f();

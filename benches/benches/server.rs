@@ -84,8 +84,8 @@ fn server(c: &mut Criterion) {
     run(
         &mut group,
         "reference/one_bridged_span",
-        &router().layer(tower::layer::layer_fn(|inner| reference::SpanOnly {
-            inner,
+        &router().layer(tower::layer::layer_fn(|inner| {
+            otel_benches::reference::SpanOnly { inner }
         })),
         &rt,
     );
@@ -108,63 +108,6 @@ fn server(c: &mut Criterion) {
         &rt,
     );
     group.finish();
-}
-
-mod reference {
-    //! The reference for the sampled case: one bridged `tracing` span with the same fields as
-    //! ours, recorded and entered around the inner future, nothing else.
-
-    use tracing::Instrument;
-    use tracing::field::Empty;
-
-    #[derive(Clone)]
-    pub struct SpanOnly<S> {
-        pub inner: S,
-    }
-
-    impl<S, B> tower::Service<http::Request<B>> for SpanOnly<S>
-    where
-        S: tower::Service<http::Request<B>>,
-        S::Future: Send + 'static,
-    {
-        type Response = S::Response;
-        type Error = S::Error;
-        type Future = tracing::instrument::Instrumented<S::Future>;
-
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), S::Error>> {
-            self.inner.poll_ready(cx)
-        }
-
-        fn call(&mut self, req: http::Request<B>) -> Self::Future {
-            let span = tracing::info_span!(
-                target: "otel_http",
-                "HTTP request",
-                otel.name = "GET /users/{id}",
-                otel.kind = "server",
-                otel.status_code = Empty,
-                "http.request.method" = "GET",
-                "url.path" = req.uri().path(),
-                "url.scheme" = "http",
-                "url.query" = Empty,
-                "http.route" = "/users/{id}",
-                "server.address" = Empty,
-                "server.port" = Empty,
-                "client.address" = Empty,
-                "user_agent.original" = "criterion",
-                "network.protocol.version" = "1.1",
-                "http.response.status_code" = Empty,
-                "error.type" = Empty,
-                "request.id" = "bench-1",
-                "request.id.rejected" = Empty,
-                "http.response.body.incomplete" = Empty,
-            );
-            span.record("http.response.status_code", 200);
-            self.inner.call(req).instrument(span)
-        }
-    }
 }
 
 criterion_group!(benches, server);

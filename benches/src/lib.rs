@@ -9,6 +9,8 @@ use axum::Router;
 use axum::routing::get;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use otel_core::sampling::PreSampled;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The route every server variant serves: one path parameter, so that span names use the
@@ -28,7 +30,80 @@ pub fn provider() -> SdkTracerProvider {
         .build()
 }
 
-/// A `tracing` subscriber that bridges every span to `provider` (tracing-opentelemetry 0.34).
+/// A `tracing` subscriber that bridges spans to `provider` (tracing-opentelemetry 0.34),
+/// filtered by [`service_filter`].
 pub fn bridged_subscriber(provider: &SdkTracerProvider) -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::registry().with(otel_core::telemetry::otel_layer(provider))
+    tracing_subscriber::registry()
+        .with(service_filter())
+        .with(otel_core::telemetry::otel_layer(provider))
+}
+
+/// The filter a service runs with: INFO, plus the levels the peers' spans need (tower-http's
+/// `TraceLayer` spans are DEBUG, axum-tracing-opentelemetry's TRACE under `otel::tracing`).
+/// Without it, hyper's and reqwest's own TRACE events would be recorded as span events under
+/// every client span (four per request, each formatted with `Debug`) and dominate the cost.
+pub fn service_filter() -> Targets {
+    Targets::new()
+        .with_default(Level::INFO)
+        .with_target("tower_http", Level::DEBUG)
+        .with_target("otel::tracing", Level::TRACE)
+}
+
+pub mod reference {
+    //! The reference for the sampled case: one bridged `tracing` span with the same fields as
+    //! ours, recorded and entered around the inner future, nothing else.
+
+    use tracing::Instrument;
+    use tracing::field::Empty;
+
+    /// Wraps `inner` in one bridged `tracing` span per request, with the server layer's fields.
+    #[derive(Clone)]
+    pub struct SpanOnly<S> {
+        /// The wrapped service.
+        pub inner: S,
+    }
+
+    impl<S, B> tower::Service<http::Request<B>> for SpanOnly<S>
+    where
+        S: tower::Service<http::Request<B>>,
+        S::Future: Send + 'static,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = tracing::instrument::Instrumented<S::Future>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), S::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            let span = tracing::info_span!(
+                target: "otel_http",
+                "HTTP request",
+                otel.name = "GET /users/{id}",
+                otel.kind = "server",
+                otel.status_code = Empty,
+                "http.request.method" = "GET",
+                "url.path" = req.uri().path(),
+                "url.scheme" = "http",
+                "url.query" = Empty,
+                "http.route" = "/users/{id}",
+                "server.address" = Empty,
+                "server.port" = Empty,
+                "client.address" = Empty,
+                "user_agent.original" = "criterion",
+                "network.protocol.version" = "1.1",
+                "http.response.status_code" = Empty,
+                "error.type" = Empty,
+                "request.id" = "bench-1",
+                "request.id.rejected" = Empty,
+                "http.response.body.incomplete" = Empty,
+            );
+            span.record("http.response.status_code", 200);
+            self.inner.call(req).instrument(span)
+        }
+    }
 }
