@@ -13,11 +13,21 @@ out=${KEEP:-$(mktemp -d)}
 mkdir -p "$out"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$out"' EXIT
 printf '%-18s %12s\n' path Ir/call
-for path in ${PATHS:-w3c_extract request_id fingerprint server_bare server_unsampled server_disabled server_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker}; do
-    valgrind --tool=callgrind --callgrind-out-file="$out/$path.out" \
-        --collect-atstart=no --toggle-collect='*instructions*measure*' \
-        "$bin" "$path" "$iterations" >/dev/null 2>"$out/$path.log"
-    total=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out/$path.out")
-    [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out/$path.out")
+# Ir of one run of <path> <iterations> <extra valgrind options...>
+count() {
+    local path=$1 n=$2 file="$out/$1.$2.out"; shift 2
+    valgrind --tool=callgrind --callgrind-out-file="$file" "$@" "$bin" "$path" "$n" \
+        >/dev/null 2>"$out/$path.log"
+    local total
+    total=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$file")
+    [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
+    echo "$total"
+}
+for path in ${PATHS:-w3c_extract request_id fingerprint server_bare server_unsampled server_disabled server_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker sql_bare sql_reference sql_ours sql_ours_detector}; do
+    case $path in
+    sql_*) # every thread, whole program: (Ir at 2n - Ir at n) / n
+        total=$(( $(count "$path" $((2 * iterations))) - $(count "$path" "$iterations") )) ;;
+    *) total=$(count "$path" "$iterations" --collect-atstart=no --toggle-collect='*instructions*measure*') ;;
+    esac
     printf '%-18s %12d\n' "$path" $((total / iterations))
 done

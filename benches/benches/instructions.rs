@@ -11,7 +11,11 @@
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
 //! (both boxed, so the difference is the two layers); the reqwest client over loopback to an
 //! in-process server: `client_chain` (empty middleware chain), `client_ours`, `client_peer`
-//! (`reqwest-tracing` on its OpenTelemetry 0.32 stack).
+//! (`reqwest-tracing` on its OpenTelemetry 0.32 stack); one SQLite query through sqlx:
+//! `sql_bare`, `sql_reference` (one bridged child span), `sql_ours` (`TracedPool`, detector
+//! off), `sql_ours_detector`. The SQLite driver runs queries on a worker thread that the
+//! toggled function does not cover: the script counts those paths over the whole program at
+//! two iteration counts and divides the difference.
 //! Under `cargo bench` (no path given) it only says how to run it.
 
 use std::hint::black_box;
@@ -164,6 +168,78 @@ fn main() {
                     assert_eq!(response.status(), 200);
                     response.bytes().await.unwrap();
                 })
+            };
+            f();
+            measure(iterations, &mut f);
+        }
+        "sql_bare" | "sql_reference" | "sql_ours" | "sql_ours_detector" => {
+            use otel_core::repeated_shape::{self, DetectorConfig, Mode, Scope};
+            use sqlx::Executor as _;
+            use tracing::Instrument as _;
+            const QUERY: &str = "SELECT id, name FROM users WHERE id = ?";
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let pool = rt.block_on(async {
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect("sqlite::memory:")
+                    .await
+                    .unwrap();
+                pool.execute(
+                    "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL); \
+                     INSERT INTO users VALUES (1, 'alice')",
+                )
+                .await
+                .unwrap();
+                pool
+            });
+            let provider = otel_benches::provider();
+            let _subscriber =
+                tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider));
+            otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+            let request = tracing::info_span!("GET /users/{id}");
+            let _entered = request.enter();
+            let detector = path == "sql_ours_detector";
+            let mode = if detector { Mode::Warn } else { Mode::Off };
+            repeated_shape::set_config(DetectorConfig::builder().mode(mode).build().unwrap());
+            let traced = otel_sql::TracedPool::builder(pool.clone())
+                .detect_repeats(detector)
+                .build();
+            let cx = otel_core::context::current()
+                .with_value(Scope::new(request.clone()).named("GET /users/{id}"));
+            let mut f = || {
+                let row: (i64, String) = rt.block_on(async {
+                    let query = sqlx::query_as(QUERY).bind(1_i64);
+                    match path.as_str() {
+                        "sql_bare" => query.fetch_one(&pool).await,
+                        "sql_reference" => {
+                            query
+                                .fetch_one(&pool)
+                                .instrument(tracing::info_span!(
+                                    target: "otel_sql",
+                                    "SELECT users",
+                                    otel.kind = "client",
+                                    "db.system.name" = "sqlite",
+                                    "db.operation.name" = "SELECT",
+                                    "db.collection.name" = "users",
+                                    "db.query.text" = QUERY,
+                                    "db.query.summary" = "SELECT users",
+                                ))
+                                .await
+                        }
+                        _ => {
+                            opentelemetry::context::FutureExt::with_context(
+                                query.fetch_one(&traced),
+                                cx.clone(),
+                            )
+                            .await
+                        }
+                    }
+                    .unwrap()
+                });
+                assert_eq!(row.0, 1);
             };
             f();
             measure(iterations, &mut f);
