@@ -25,6 +25,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The one finished span named `name`, waiting (bounded, without sleeping) for it to end: a
+/// parent span closes when its last child does, which may happen on sqlx-sqlite's worker
+/// thread a moment after the query returned.
+pub fn finished_span(telemetry: &TestTelemetry, name: &str) -> SpanData {
+    for _ in 0..100_000 {
+        if !telemetry.spans_named(name).is_empty() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    telemetry.span(name)
+}
+
 pub fn s(span: &SpanData, key: &str) -> Option<String> {
     TestTelemetry::attr(span, key).map(|v| v.as_str().into_owned())
 }
@@ -162,7 +175,7 @@ macro_rules! db_suite {
             }
             .instrument(handler)
             .await;
-            let parent = $tt.span("handler");
+            let parent = finished_span(&$tt, "handler");
             let span = $tt.span(&format!("SELECT {posts}"));
             assert!(TestTelemetry::is_child_of(&span, &parent));
         }
