@@ -58,6 +58,7 @@ mod report;
 mod scope;
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use opentelemetry::Context;
@@ -86,6 +87,9 @@ pub fn shape_fingerprint<T: std::hash::Hash + ?Sized>(shape: &T) -> u64 {
 /// Whether the process-wide detector counts anything (mode other than `Off`). Server layers
 /// check it before creating a per-request [`Scope`], so an `Off` detector costs one atomic load.
 pub fn is_enabled() -> bool {
+    // Until the global configuration is read, STATE says "maybe on"; read it first, so a
+    // release build (Off by default) never creates a scope.
+    LazyLock::force(&GLOBAL);
     config::STATE.load(Ordering::Relaxed) != 0
 }
 
