@@ -283,6 +283,8 @@ pub(crate) fn record_rejection(open: &CircuitOpen) {
         { attributes::CIRCUIT_BREAKER_STATE } = open.state().as_str(),
         { attributes::CIRCUIT_BREAKER_NEXT_PROBE_MS } = next_probe_ms,
         { semconv::attribute::ERROR_TYPE } = error_type::CIRCUIT_OPEN,
+        { attributes::REQUEST_ID } = tracing::field::Empty,
     );
+    crate::retry_layer::record_request_id(&span);
     drop(span);
 }

@@ -414,7 +414,9 @@ impl RetryShared {
             { attributes::RETRY_ATTEMPTS } = tracing::field::Empty,
             { attributes::RETRY_BUDGET_EXHAUSTED } = tracing::field::Empty,
             { semconv::attribute::ERROR_TYPE } = tracing::field::Empty,
+            { attributes::REQUEST_ID } = tracing::field::Empty,
         );
+        record_request_id(&span);
         LogicalCall {
             span,
             state: RetryState::new(self.clock.now()),
@@ -578,4 +580,15 @@ fn attempt_request<B>(parts: &http::request::Parts, body: B, resends: u32) -> Re
         req.extensions_mut().insert(ResendCount(resends));
     }
     req
+}
+
+/// Records the request id of the request being served (if any) on `span`, so the id a user
+/// quotes leads to the retries and breaker rejections of that request too.
+pub(crate) fn record_request_id(span: &tracing::Span) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(id) = otel_core::RequestId::current() {
+        span.record(attributes::REQUEST_ID, id.as_str());
+    }
 }

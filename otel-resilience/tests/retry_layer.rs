@@ -508,3 +508,27 @@ async fn a_body_streaming_past_the_buffer_limit_is_sent_whole_once_and_not_retri
     assert_eq!(attr(&span, "retry.attempts").as_deref(), Some("1"));
     assert_eq!(attr(&span, "error.type").as_deref(), Some("503"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_logical_call_carries_the_request_id_of_the_request() {
+    let telemetry = TestTelemetry::new();
+    let (_seen, inner) = stub(vec![Ok(503), Ok(200)]);
+    let svc = ServiceBuilder::new()
+        .layer(
+            RetryLayer::builder()
+                .seed(1)
+                .meter_provider(telemetry.meter_provider())
+                .build(),
+        )
+        .service(inner);
+    // As the server layers do for an incoming request: the id travels in the context.
+    let id: otel_core::RequestId = "user-quoted-42".parse().unwrap();
+    let _request = opentelemetry::Context::current().with_value(id).attach();
+    let resp = svc
+        .oneshot(request(Method::GET, "http://payments/charge"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let span = telemetry.span("retry GET");
+    assert_eq!(attr(&span, "request.id").as_deref(), Some("user-quoted-42"));
+}
