@@ -1,12 +1,9 @@
 //! One request through the whole shop — gateway (axum) → reqwest with retry, breaker and
 //! tracing → backend (axum) → tonic → SQLite — on 127.0.0.1, with W3C trace-context and with
 //! B3 as the configured propagator: one trace, exact parent links across every hop, the
-//! request id on the spans that serve or forward it, the headers on the wire, and the N+1
-//! finding of the gRPC handler's query loop. And the same request in a trace the user did not
-//! sample: no span anywhere, the trace and the request id still forwarded hop by hop.
-//!
-//! The retry and db spans carry no `request.id` attribute (otel-resilience and otel-sql do
-//! not record it); they are asserted to be in the request's trace, under spans that do.
+//! request id on every span of the request, the headers on the wire, and the N+1 finding of
+//! the gRPC handler's query loop. And the same request in a trace the user did not sample: no
+//! span anywhere, the trace and the request id still forwarded hop by hop.
 
 use integration_tests::chain::{
     AUTHOR_ID, COMMENT_COUNT_SQL, COMMENT_COUNTS_METHOD, POSTS, POSTS_SQL, Shop,
@@ -281,16 +278,21 @@ fn check_tree(tree: &Tree) {
         "the 1 before the N"
     );
 
-    // The request id the user sent, on every span that serves or forwards the request.
+    // The request id the user sent, on every span of the request.
     for span in [
         &tree.gateway,
+        &tree.retry,
+        &tree.select_posts,
         &tree.attempts[0],
         &tree.attempts[1],
         &tree.backends[0],
         &tree.backends[1],
         &tree.grpc_client,
         &tree.grpc_server,
-    ] {
+    ]
+    .into_iter()
+    .chain(&tree.select_comments)
+    {
         assert_eq!(
             text_attr(span, attributes::REQUEST_ID).as_deref(),
             Some(REQUEST_ID),
