@@ -1,18 +1,13 @@
-//! sqlx with N+1 warnings: `cargo run -p examples --bin sqlx_n_plus_one`
-//!
-//! `TracedPool` gives each query a CLIENT span and feeds otel-core's N+1 detector: the loop
-//! below (1 + 20 queries) logs a warning with the fix (under otel-http's or otel-grpc's
-//! server layer, the request span also gets `n_plus_one.*`); the batched version runs 2
-//! queries and is not flagged.
+//! sqlx with N+1 warnings (`cargo run -p examples --bin sqlx_n_plus_one`): `TracedPool` gives
+//! each query a CLIENT span and feeds the N+1 detector. The loop (1 + 20 queries) logs a
+//! warning with the fix; the batched version runs 2 queries and is not flagged.
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite};
 use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _telemetry = otel_core::Telemetry::builder()
-        .service_name("blog")
-        .install()?;
+    let _telemetry = otel_core::Telemetry::builder().install()?; // OTEL_SERVICE_NAME names it
     let options: SqliteConnectOptions = "sqlite::memory:".parse()?;
     let options = options.log_statements(tracing::log::LevelFilter::Off); // the span says it
     let pool = SqlitePoolOptions::new().max_connections(1);
@@ -57,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         query.build().fetch_all(&pool).await
     };
     let rows = batched
-        .instrument(tracing::info_span!("GET /posts (batched)"))
+        .instrument(tracing::info_span!("GET /batched"))
         .await?;
     println!("{} comments in 2 queries", rows.len());
     Ok(())
