@@ -48,45 +48,45 @@ mod sealed {
     pub trait Sealed {}
 }
 
-#[cfg(feature = "postgres")]
-impl sealed::Sealed for sqlx::Postgres {}
-#[cfg(feature = "postgres")]
-impl TracedDatabase for sqlx::Postgres {
-    const SYSTEM_NAME: &'static str = "postgresql";
-    const DIALECT: Dialect = Dialect::Postgres;
+/// A client/server database: namespace, host and port come from its connect options alike.
+macro_rules! network_database {
+    ($feature:literal, $db:ty, $system:literal, $dialect:expr, $options:ty) => {
+        #[cfg(feature = $feature)]
+        impl sealed::Sealed for $db {}
+        #[cfg(feature = $feature)]
+        impl TracedDatabase for $db {
+            const SYSTEM_NAME: &'static str = $system;
+            const DIALECT: Dialect = $dialect;
 
-    fn endpoint(options: &sqlx::postgres::PgConnectOptions) -> Endpoint {
-        Endpoint {
-            namespace: options.get_database().map(str::to_owned),
-            address: Some(options.get_host().to_owned()),
-            port: Some(options.get_port()),
+            fn endpoint(options: &$options) -> Endpoint {
+                Endpoint {
+                    namespace: options.get_database().map(str::to_owned),
+                    address: Some(options.get_host().to_owned()),
+                    port: Some(options.get_port()),
+                }
+            }
+
+            fn arguments_hash(arguments: &Self::Arguments) -> u64 {
+                debug_hash(arguments)
+            }
         }
-    }
-
-    fn arguments_hash(arguments: &Self::Arguments) -> u64 {
-        debug_hash(arguments)
-    }
+    };
 }
 
-#[cfg(feature = "mysql")]
-impl sealed::Sealed for sqlx::MySql {}
-#[cfg(feature = "mysql")]
-impl TracedDatabase for sqlx::MySql {
-    const SYSTEM_NAME: &'static str = "mysql";
-    const DIALECT: Dialect = Dialect::MySql;
-
-    fn endpoint(options: &sqlx::mysql::MySqlConnectOptions) -> Endpoint {
-        Endpoint {
-            namespace: options.get_database().map(str::to_owned),
-            address: Some(options.get_host().to_owned()),
-            port: Some(options.get_port()),
-        }
-    }
-
-    fn arguments_hash(arguments: &Self::Arguments) -> u64 {
-        debug_hash(arguments)
-    }
-}
+network_database!(
+    "postgres",
+    sqlx::Postgres,
+    "postgresql",
+    Dialect::Postgres,
+    sqlx::postgres::PgConnectOptions
+);
+network_database!(
+    "mysql",
+    sqlx::MySql,
+    "mysql",
+    Dialect::MySql,
+    sqlx::mysql::MySqlConnectOptions
+);
 
 #[cfg(feature = "sqlite")]
 impl sealed::Sealed for sqlx::Sqlite {}
