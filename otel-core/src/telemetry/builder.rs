@@ -81,6 +81,9 @@ pub struct Telemetry {
     log_format: Option<LogFormat>,
     log_writer: Option<BoxMakeWriter>,
     env: Box<dyn EnvSource>,
+    /// The first value a builder method refused: (method, problem, fix), reported by
+    /// [`resolve`](Telemetry::resolve) so that bad configuration never installs silently.
+    refused: Option<(&'static str, String, &'static str)>,
 }
 
 /// What [`Telemetry`] resolved from code and environment: returned by
@@ -192,6 +195,7 @@ impl Telemetry {
             log_format: None,
             log_writer: None,
             env: Box::new(ProcessEnv),
+            refused: None,
         }
     }
 
@@ -233,9 +237,17 @@ impl Telemetry {
     }
 
     /// Shorthand for a parent-based sampler that samples `ratio` of new traces.
+    /// A ratio outside `0..=1` (or NaN) is refused by [`install`](Self::install).
     pub fn sampling_ratio(self, ratio: f64) -> Self {
+        if !(0.0..=1.0).contains(&ratio) {
+            return self.refuse(
+                "Telemetry::sampling_ratio",
+                format!("{ratio} is not a ratio between 0 and 1"),
+                "set a number such as `0.25` (0 samples nothing, 1 everything)",
+            );
+        }
         self.sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            ratio.clamp(0.0, 1.0),
+            ratio,
         ))))
     }
 
@@ -283,6 +295,13 @@ impl Telemetry {
 
     /// The OTLP export timeout (wins over `OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            return self.refuse(
+                "Telemetry::otlp_timeout",
+                "a zero timeout fails every export".to_owned(),
+                "set a timeout such as `Duration::from_secs(10)`",
+            );
+        }
         self.otlp_timeout = Some(timeout);
         self
     }
@@ -290,7 +309,20 @@ impl Telemetry {
     /// How many finished spans may wait for export (wins over `OTEL_BSP_MAX_QUEUE_SIZE`);
     /// more are dropped and counted. Call before [`span_exporter`](Self::span_exporter).
     pub fn max_queue_size(mut self, spans: usize) -> Self {
-        self.max_queue_size = Some(spans.max(1));
+        if spans == 0 {
+            return self.refuse(
+                "Telemetry::max_queue_size",
+                "a queue of 0 spans drops every span".to_owned(),
+                "set a size such as 2048 (the default)",
+            );
+        }
+        self.max_queue_size = Some(spans);
+        self
+    }
+
+    /// Remembers the first refused value; [`resolve`](Self::resolve) reports it.
+    fn refuse(mut self, setting: &'static str, problem: String, fix: &'static str) -> Self {
+        self.refused.get_or_insert((setting, problem, fix));
         self
     }
 
@@ -330,6 +362,9 @@ impl Telemetry {
 
     /// Resolves every setting from code and environment without installing anything.
     pub fn resolve(&self) -> Result<Settings, SetupError> {
+        if let Some((setting, problem, fix)) = &self.refused {
+            return Err(SetupError::invalid(setting, problem.clone(), *fix));
+        }
         let env = &*self.env;
         let disabled = match self.disabled {
             Some(d) => d,

@@ -346,6 +346,24 @@ pub(crate) fn validate_endpoint(s: &Sourced<String>) -> Result<String, SetupErro
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad(format!("{:?} has no host", s.value)));
     }
+    // `http::Uri` keeps a port it cannot read as a number (and then reports none at all).
+    if let Some(authority) = uri.authority() {
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, hp)| hp);
+        let after_host = host_port
+            .rsplit_once(']')
+            .map_or(host_port, |(_, rest)| rest);
+        if let Some((_, port)) = after_host.rsplit_once(':')
+            && port.parse::<u16>().is_err()
+        {
+            return Err(bad(format!(
+                "{:?} has a port that is not a number",
+                s.value
+            )));
+        }
+    }
     Ok(s.value.clone())
 }
 
