@@ -297,13 +297,21 @@ fn a_run_of_same_named_siblings_collapses_into_one_line() {
             ),
         ],
     );
+    // As the detector records it: the largest finding's attributes on the scope span too. The
+    // tree shows them once, on the event line, and the number of findings on the span line.
+    root.span()
+        .set_attribute(KeyValue::new(attributes::N_PLUS_ONE_KIND, "n_plus_one"));
+    root.span()
+        .set_attribute(KeyValue::new(attributes::N_PLUS_ONE_COUNT, 50));
+    root.span()
+        .set_attribute(KeyValue::new(attributes::N_PLUS_ONE_FINDINGS, 1));
     end(&root, 150);
 
     assert_eq!(
         terminal.text(),
         "\
 trace 00000000000000000000000000000001  blog  150ms
-└─ GET /posts  150ms
+└─ GET /posts  150ms  n_plus_one.findings=1
    │  • n_plus_one.detected  +140ms  n_plus_one.kind=n_plus_one n_plus_one.count=50 n_plus_one.shape=\"SELECT * FROM comments WHERE post_id = ?\"
    ├─ SELECT posts  1ms
    ├─ SELECT comments  ×50  total 51ms  max 2ms  ERROR ×1

@@ -638,8 +638,20 @@ impl Node {
     fn from_span(span: &SpanData) -> Node {
         let mut code = None;
         let mut attrs = String::new();
+        // A span with `n_plus_one.detected` events shows each finding on its event line; the
+        // span line keeps only the count of findings instead of repeating the largest one.
+        let has_findings = span
+            .events
+            .iter()
+            .any(|event| event.name == attributes::N_PLUS_ONE_EVENT);
         for KeyValue { key, value, .. } in &span.attributes {
             let key = key.as_str();
+            if has_findings
+                && key.starts_with("n_plus_one.")
+                && key != attributes::N_PLUS_ONE_FINDINGS
+            {
+                continue;
+            }
             if STATUS_CODES.contains(&key) {
                 if code.is_none() {
                     let mut text = String::new();
