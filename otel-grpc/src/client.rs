@@ -32,12 +32,10 @@ use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::MeterProvider;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::SpanKind;
 use otel_core::attributes::REQUEST_ID;
 use otel_core::extensions::{NoPropagation, ResendCount, SpanAttributes};
-use otel_core::request_id::{RequestId, RequestIdConfig};
+use otel_core::request_id::RequestId;
 use otel_core::sampling::{self, Decision};
 use pin_project::{pin_project, pinned_drop};
 use tokio::time::Instant;
@@ -95,39 +93,11 @@ impl GrpcClientLayer {
         self
     }
 
-    /// Injects the context with `propagator` instead of the global one.
-    pub fn propagator(
-        mut self,
-        propagator: impl TextMapPropagator + Send + Sync + 'static,
-    ) -> Self {
-        self.config.propagator = Some(Arc::new(propagator));
-        self
-    }
-
-    /// Records `rpc.client.call.duration` with `provider` instead of the global one.
-    pub fn meter_provider(mut self, provider: impl MeterProvider + Send + Sync + 'static) -> Self {
-        self.config.meter_provider = Some(Arc::new(provider));
-        self.config.reset_instruments();
-        self
-    }
-
-    /// Under which header (the first configured) and with which prefix the request id is
-    /// forwarded (default `x-request-id`, no prefix).
-    pub fn request_id(mut self, config: RequestIdConfig) -> Self {
-        self.config.request_id = config;
-        self
-    }
-
-    /// Records the legacy `rpc.system`, `rpc.service` and `rpc.grpc.status_code` as well
-    /// (`true`), or not (`false`), whatever `OTEL_SEMCONV_STABILITY_OPT_IN` says.
-    pub fn legacy_attributes(mut self, duplicate: bool) -> Self {
-        self.config.mode = Some(if duplicate {
-            SemconvMode::Duplicate
-        } else {
-            SemconvMode::Current
-        });
-        self
-    }
+    shared_builder_methods!(
+        propagator: "Injects the context with `propagator` instead of the global one.",
+        metric: "Records `rpc.client.call.duration` with `provider` instead of the global one.",
+        request_id: "Under which header (the first configured) and with which prefix the request id is forwarded (default `x-request-id`, no prefix)."
+    );
 }
 
 impl<S> Layer<S> for GrpcClientLayer {

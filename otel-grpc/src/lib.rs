@@ -34,6 +34,48 @@
 //! ```
 #![warn(missing_docs)]
 
+/// The builder methods both gRPC layers share (they only differ in their docs): one body for
+/// the client and the server layer.
+macro_rules! shared_builder_methods {
+    (propagator: $propagator_doc:literal, metric: $metric_doc:literal, request_id: $request_id_doc:literal) => {
+        #[doc = $propagator_doc]
+        pub fn propagator(
+            mut self,
+            propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
+        ) -> Self {
+            self.config.propagator = Some(std::sync::Arc::new(propagator));
+            self
+        }
+
+        #[doc = $metric_doc]
+        pub fn meter_provider(
+            mut self,
+            provider: impl opentelemetry::metrics::MeterProvider + Send + Sync + 'static,
+        ) -> Self {
+            self.config.meter_provider = Some(std::sync::Arc::new(provider));
+            self.config.reset_instruments();
+            self
+        }
+
+        #[doc = $request_id_doc]
+        pub fn request_id(mut self, config: otel_core::request_id::RequestIdConfig) -> Self {
+            self.config.request_id = config;
+            self
+        }
+
+        /// Records the legacy `rpc.system`, `rpc.service` and `rpc.grpc.status_code` as well
+        /// (`true`), or not (`false`), whatever `OTEL_SEMCONV_STABILITY_OPT_IN` says.
+        pub fn legacy_attributes(mut self, duplicate: bool) -> Self {
+            self.config.mode = Some(if duplicate {
+                crate::conventions::SemconvMode::Duplicate
+            } else {
+                crate::conventions::SemconvMode::Current
+            });
+            self
+        }
+    };
+}
+
 pub mod body;
 mod call;
 pub mod client;

@@ -17,16 +17,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderName, HeaderValue, Request, Response};
-use opentelemetry::metrics::MeterProvider;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::SpanKind;
 use otel_core::attributes::{REQUEST_ID, REQUEST_ID_REJECTED};
 use otel_core::repeated_shape::{self, Scope as NPlusOneScope};
-use otel_core::request_id::{Outcome as IdOutcome, RequestIdConfig};
+use otel_core::request_id::Outcome as IdOutcome;
 use otel_core::sampling::{self, Decision};
 use pin_project::{pin_project, pinned_drop};
 use tokio::time::Instant;
@@ -72,38 +69,11 @@ impl GrpcServerLayer {
         }
     }
 
-    /// Extracts the parent context with `propagator` instead of the global one.
-    pub fn propagator(
-        mut self,
-        propagator: impl TextMapPropagator + Send + Sync + 'static,
-    ) -> Self {
-        self.config.propagator = Some(Arc::new(propagator));
-        self
-    }
-
-    /// Records `rpc.server.call.duration` with `provider` instead of the global one.
-    pub fn meter_provider(mut self, provider: impl MeterProvider + Send + Sync + 'static) -> Self {
-        self.config.meter_provider = Some(Arc::new(provider));
-        self.config.reset_instruments();
-        self
-    }
-
-    /// Which headers carry the request id (default `x-request-id`).
-    pub fn request_id(mut self, config: RequestIdConfig) -> Self {
-        self.config.request_id = config;
-        self
-    }
-
-    /// Records the legacy `rpc.system`, `rpc.service` and `rpc.grpc.status_code` as well
-    /// (`true`), or not (`false`), whatever `OTEL_SEMCONV_STABILITY_OPT_IN` says.
-    pub fn legacy_attributes(mut self, duplicate: bool) -> Self {
-        self.config.mode = Some(if duplicate {
-            SemconvMode::Duplicate
-        } else {
-            SemconvMode::Current
-        });
-        self
-    }
+    shared_builder_methods!(
+        propagator: "Extracts the parent context with `propagator` instead of the global one.",
+        metric: "Records `rpc.server.call.duration` with `provider` instead of the global one.",
+        request_id: "Which headers carry the request id (default `x-request-id`)."
+    );
 }
 
 impl<S> Layer<S> for GrpcServerLayer {
