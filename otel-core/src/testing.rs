@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry::{Key, Value};
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, Sampler, SdkTracerProvider, ShouldSample, SpanData,
@@ -122,6 +122,40 @@ impl TestTelemetry {
             .iter()
             .find(|kv| kv.key == key)
             .map(|kv| kv.value.clone())
+    }
+
+    /// The value of attribute `key` on a span event.
+    pub fn event_attr(event: &opentelemetry::trace::Event, key: &str) -> Option<Value> {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    }
+
+    /// The data points of the u64 counter `name` in the latest metric export, each as
+    /// (the value of its attribute `by`, rendered as text; the count).
+    pub fn u64_counter_by(&self, name: &str, by: &str) -> Vec<(String, u64)> {
+        let exports = self.metrics();
+        let Some(latest) = exports.last() else {
+            return Vec::new();
+        };
+        let mut points = Vec::new();
+        for scope in latest.scope_metrics() {
+            for metric in scope.metrics().filter(|m| m.name() == name) {
+                if let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() {
+                    for point in sum.data_points() {
+                        let label = point
+                            .attributes()
+                            .find(|kv| kv.key.as_str() == by)
+                            .map(|kv| kv.value.to_string())
+                            .unwrap_or_default();
+                        points.push((label, point.value()));
+                    }
+                }
+            }
+        }
+        points
     }
 
     /// Whether `child`'s parent is `parent` (same trace, parent span id matches).

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::Value;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use otel_core::attributes::{
     N_PLUS_ONE_COUNT, N_PLUS_ONE_EVENT, N_PLUS_ONE_FINDINGS, N_PLUS_ONE_KIND,
 };
@@ -51,12 +50,15 @@ async fn process_wide_configuration_and_fallback_scopes() {
     let events = n_plus_one_events(&telemetry, "nightly job");
     assert_eq!(events.len(), 1, "reported once, at the threshold");
     assert_eq!(
-        attr(&events[0], N_PLUS_ONE_KIND),
+        TestTelemetry::event_attr(&events[0], N_PLUS_ONE_KIND),
         Some(Value::from("n_plus_one"))
     );
-    assert_eq!(attr(&events[0], N_PLUS_ONE_COUNT), Some(Value::I64(5)));
     assert_eq!(
-        findings_metric(&telemetry),
+        TestTelemetry::event_attr(&events[0], N_PLUS_ONE_COUNT),
+        Some(Value::I64(5))
+    );
+    assert_eq!(
+        telemetry.u64_counter_by(N_PLUS_ONE_FINDINGS, N_PLUS_ONE_KIND),
         vec![("n_plus_one".to_owned(), 1)]
     );
 
@@ -144,35 +146,4 @@ fn n_plus_one_events(telemetry: &TestTelemetry, span: &str) -> Vec<opentelemetry
         .filter(|e| e.name == N_PLUS_ONE_EVENT)
         .cloned()
         .collect()
-}
-
-fn attr(event: &opentelemetry::trace::Event, key: &str) -> Option<Value> {
-    event
-        .attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
-
-fn findings_metric(telemetry: &TestTelemetry) -> Vec<(String, u64)> {
-    let exports = telemetry.metrics();
-    let Some(latest) = exports.last() else {
-        return Vec::new();
-    };
-    let mut points = Vec::new();
-    for scope in latest.scope_metrics() {
-        for metric in scope.metrics().filter(|m| m.name() == N_PLUS_ONE_FINDINGS) {
-            if let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() {
-                for point in sum.data_points() {
-                    let kind = point
-                        .attributes()
-                        .find(|kv| kv.key.as_str() == N_PLUS_ONE_KIND)
-                        .map(|kv| kv.value.to_string())
-                        .unwrap_or_default();
-                    points.push((kind, point.value()));
-                }
-            }
-        }
-    }
-    points
 }

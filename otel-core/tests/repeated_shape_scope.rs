@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::{Context, Value};
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::trace::SpanData;
 use otel_core::attributes::{
     N_PLUS_ONE_CALL_SITE, N_PLUS_ONE_COUNT, N_PLUS_ONE_EVENT, N_PLUS_ONE_FINDINGS, N_PLUS_ONE_KIND,
@@ -67,7 +66,7 @@ async fn fifty_repeats_are_one_n_plus_one_with_count_50_on_the_scope_span() {
     ];
     for (key, value) in &expected {
         assert_eq!(
-            event_attr(&events[0], key).as_ref(),
+            TestTelemetry::event_attr(&events[0], key).as_ref(),
             Some(value),
             "event {key}"
         );
@@ -108,7 +107,7 @@ async fn fifty_repeats_are_one_n_plus_one_with_count_50_on_the_scope_span() {
     assert_eq!(logs.matches("detected: ").count(), 1, "{logs}");
 
     assert_eq!(
-        findings_metric(&telemetry),
+        telemetry.u64_counter_by(N_PLUS_ONE_FINDINGS, N_PLUS_ONE_KIND),
         vec![("n_plus_one".to_owned(), 1)]
     );
 }
@@ -299,7 +298,7 @@ async fn overlapping_repeats_are_a_fan_out() {
     let span = telemetry.span("GET /feed");
     let events = n_plus_one_events(&span);
     assert_eq!(
-        event_attr(&events[0], N_PLUS_ONE_KIND),
+        TestTelemetry::event_attr(&events[0], N_PLUS_ONE_KIND),
         Some(Value::from("fan_out"))
     );
 }
@@ -696,36 +695,4 @@ fn n_plus_one_events(span: &SpanData) -> Vec<opentelemetry::trace::Event> {
         .filter(|e| e.name == N_PLUS_ONE_EVENT)
         .cloned()
         .collect()
-}
-
-fn event_attr(event: &opentelemetry::trace::Event, key: &str) -> Option<Value> {
-    event
-        .attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
-
-/// (kind, value) of every data point of the `n_plus_one.findings` counter, latest export.
-fn findings_metric(telemetry: &TestTelemetry) -> Vec<(String, u64)> {
-    let exports = telemetry.metrics();
-    let Some(latest) = exports.last() else {
-        return Vec::new();
-    };
-    let mut points = Vec::new();
-    for scope in latest.scope_metrics() {
-        for metric in scope.metrics().filter(|m| m.name() == N_PLUS_ONE_FINDINGS) {
-            if let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() {
-                for point in sum.data_points() {
-                    let kind = point
-                        .attributes()
-                        .find(|kv| kv.key.as_str() == N_PLUS_ONE_KIND)
-                        .map(|kv| kv.value.to_string())
-                        .unwrap_or_default();
-                    points.push((kind, point.value()));
-                }
-            }
-        }
-    }
-    points
 }
