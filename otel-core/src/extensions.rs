@@ -12,8 +12,13 @@
 //! SpanAttributes::push(req.extensions_mut(), opentelemetry::KeyValue::new("circuit_breaker.state", "closed"));
 //! assert_eq!(req.extensions().get::<ResendCount>(), Some(&ResendCount(2)));
 //! ```
+//!
+//! A layer on a hot path can also hand [`SpanAttributes`] to the client layer of the call it
+//! makes without allocating anything per call ([`SpanAttributes::hand_off`]); the client
+//! layers read both channels with [`SpanAttributes::take`].
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use opentelemetry::KeyValue;
 
@@ -41,6 +46,17 @@ pub struct NoPropagation;
 
 /// Extra attributes a layer above the client span (breaker, retry) asks the client layer to
 /// record on the span of this attempt, such as `circuit_breaker.state`.
+///
+/// Two channels lead to the client layer:
+/// - the request extension (this type, [`push`](Self::push)): travels with the request
+///   wherever it goes, even to another task (a `tower::buffer` between the layers), at the
+///   price of the extension map and a `Vec` allocated per request;
+/// - [`hand_off`](Self::hand_off): the attributes wait in one reused per-thread buffer while
+///   the layer calls the service below; the client layer takes them when it builds its span
+///   in that same call. Nothing is allocated per call, so a layer that guards every call (the
+///   circuit breaker) uses this one.
+///
+/// Client layers read both with [`take`](Self::take).
 #[derive(Debug, Clone, Default)]
 pub struct SpanAttributes(pub Vec<KeyValue>);
 
@@ -53,5 +69,122 @@ impl SpanAttributes {
                 extensions.insert(SpanAttributes(vec![kv]));
             }
         }
+    }
+
+    /// Runs `call` (the `Service::call` of the layers below) with `attributes` waiting for the
+    /// client layer that builds its span inside it, on this thread. Whatever no client layer
+    /// took is dropped when `call` returns, so nothing leaks to a later call. A client span
+    /// built elsewhere (another task, after `call` returned) does not see them: put the
+    /// attributes in the request extension with [`push`](Self::push) in that case.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use otel_core::extensions::SpanAttributes;
+    ///
+    /// let extensions = http::Extensions::new();
+    /// let seen = SpanAttributes::hand_off([KeyValue::new("circuit_breaker.state", "closed")], || {
+    ///     // What a client layer does when it builds its span:
+    ///     let mut seen = Vec::new();
+    ///     SpanAttributes::take(&extensions, |kv| seen.push(kv));
+    ///     seen
+    /// });
+    /// assert_eq!(seen, [KeyValue::new("circuit_breaker.state", "closed")]);
+    /// ```
+    pub fn hand_off<R>(attributes: impl IntoIterator<Item = KeyValue>, call: impl FnOnce() -> R) -> R {
+        // Hand-written rather than a crate: a thread-local `Vec` whose capacity is kept is all
+        // it takes to hand a few values down a synchronous call without allocating.
+        let mark = HANDED_OFF.with(|pending| match pending.try_borrow_mut() {
+            Ok(mut pending) => {
+                let mark = pending.len();
+                pending.extend(attributes);
+                Some(mark)
+            }
+            Err(_) => None,
+        });
+        // Truncates back to `mark` even if `call` panics.
+        struct Restore(Option<usize>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(mark) = self.0 {
+                    HANDED_OFF.with(|pending| {
+                        if let Ok(mut pending) = pending.try_borrow_mut() {
+                            pending.truncate(mark);
+                        }
+                    });
+                }
+            }
+        }
+        let _restore = Restore(mark);
+        call()
+    }
+
+    /// Gives `record` every attribute meant for the span being built: those handed off by
+    /// the layers above (taken: a second client span in the same call does not get them
+    /// again), then those of the request's `SpanAttributes` extension.
+    pub fn take(extensions: &http::Extensions, mut record: impl FnMut(KeyValue)) {
+        HANDED_OFF.with(|pending| {
+            if let Ok(mut pending) = pending.try_borrow_mut() {
+                pending.drain(..).for_each(&mut record);
+            }
+        });
+        if let Some(attrs) = extensions.get::<SpanAttributes>() {
+            attrs.0.iter().cloned().for_each(record);
+        }
+    }
+}
+
+thread_local! {
+    /// The attributes handed off by [`SpanAttributes::hand_off`] on this thread.
+    static HANDED_OFF: RefCell<Vec<KeyValue>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken(extensions: &http::Extensions) -> Vec<KeyValue> {
+        let mut seen = Vec::new();
+        SpanAttributes::take(extensions, |kv| seen.push(kv));
+        seen
+    }
+
+    #[test]
+    fn handed_off_attributes_are_taken_once_then_the_extension_ones() {
+        let mut extensions = http::Extensions::new();
+        SpanAttributes::push(&mut extensions, KeyValue::new("from.extension", 1));
+        let (first, second) = SpanAttributes::hand_off([KeyValue::new("handed.off", 2)], || {
+            (taken(&extensions), taken(&extensions))
+        });
+        assert_eq!(
+            first,
+            [
+                KeyValue::new("handed.off", 2),
+                KeyValue::new("from.extension", 1)
+            ]
+        );
+        assert_eq!(second, [KeyValue::new("from.extension", 1)]);
+    }
+
+    #[test]
+    fn what_no_client_layer_took_does_not_leak_to_the_next_call() {
+        let extensions = http::Extensions::new();
+        SpanAttributes::hand_off([KeyValue::new("untaken", true)], || ());
+        assert!(taken(&extensions).is_empty());
+        // Nested hand-offs (two layers) reach the same client span; the outer one's survive
+        // the inner scope when nobody took them.
+        let seen = SpanAttributes::hand_off([KeyValue::new("outer", 1)], || {
+            SpanAttributes::hand_off([KeyValue::new("inner", 2)], || ());
+            taken(&extensions)
+        });
+        assert_eq!(seen, [KeyValue::new("outer", 1)]);
+    }
+
+    #[test]
+    fn a_panicking_call_does_not_leave_attributes_behind() {
+        let result = std::panic::catch_unwind(|| {
+            SpanAttributes::hand_off([KeyValue::new("lost", 1)], || panic!("inner service"))
+        });
+        assert!(result.is_err());
+        assert!(taken(&http::Extensions::new()).is_empty());
     }
 }

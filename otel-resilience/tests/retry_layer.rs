@@ -395,6 +395,8 @@ async fn grpc_unavailable_is_retried_after_the_pushback_and_counted_by_the_break
             let mut resp = status(200);
             let code = if n == 1 { "14" } else { "0" };
             resp.headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+            resp.headers_mut()
                 .insert("grpc-status", code.parse().unwrap());
             if n == 1 {
                 resp.headers_mut()
@@ -439,6 +441,8 @@ async fn grpc_internal_is_not_retried() {
     let telemetry = TestTelemetry::new();
     let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         let mut resp = status(200);
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
         resp.headers_mut()
             .insert("grpc-status", "13".parse().unwrap());
         Ok::<_, std::io::Error>(resp)
