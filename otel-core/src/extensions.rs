@@ -18,7 +18,7 @@
 //! layers read both channels with [`SpanAttributes::take`].
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use opentelemetry::KeyValue;
 
@@ -72,17 +72,17 @@ impl SpanAttributes {
     }
 
     /// Runs `call` (the `Service::call` of the layers below) with `attributes` waiting for the
-    /// client layer that builds its span inside it, on this thread. Whatever no client layer
-    /// took is dropped when `call` returns, so nothing leaks to a later call. A client span
-    /// built elsewhere (another task, after `call` returned) does not see them: put the
-    /// attributes in the request extension with [`push`](Self::push) in that case.
+    /// client layer that builds its span inside it, on this thread. What no client layer took
+    /// is forgotten when `call` returns, so nothing leaks to a later call. A client span built
+    /// elsewhere (another task, after `call` returned) does not see them: put the attributes in
+    /// the request extension with [`push`](Self::push) in that case.
     ///
     /// ```
     /// use opentelemetry::KeyValue;
     /// use otel_core::extensions::SpanAttributes;
     ///
     /// let extensions = http::Extensions::new();
-    /// let seen = SpanAttributes::hand_off([KeyValue::new("circuit_breaker.state", "closed")], || {
+    /// let seen = SpanAttributes::hand_off(&[KeyValue::new("circuit_breaker.state", "closed")], || {
     ///     // What a client layer does when it builds its span:
     ///     let mut seen = Vec::new();
     ///     SpanAttributes::take(&extensions, |kv| seen.push(kv));
@@ -90,31 +90,26 @@ impl SpanAttributes {
     /// });
     /// assert_eq!(seen, [KeyValue::new("circuit_breaker.state", "closed")]);
     /// ```
-    pub fn hand_off<R>(attributes: impl IntoIterator<Item = KeyValue>, call: impl FnOnce() -> R) -> R {
-        // Hand-written rather than a crate: a thread-local `Vec` whose capacity is kept is all
-        // it takes to hand a few values down a synchronous call without allocating.
-        let mark = HANDED_OFF.with(|pending| match pending.try_borrow_mut() {
-            Ok(mut pending) => {
-                let mark = pending.len();
-                pending.extend(attributes);
-                Some(mark)
-            }
-            Err(_) => None,
-        });
-        // Truncates back to `mark` even if `call` panics.
-        struct Restore(Option<usize>);
-        impl Drop for Restore {
+    pub fn hand_off<R>(attributes: &[KeyValue], call: impl FnOnce() -> R) -> R {
+        // Hand-written rather than a crate: what it takes is a pointer in a thread-local to a
+        // list of frames on the stack of the callers, one per nested hand-off; no allocation,
+        // no copy of the attributes, two thread-local writes.
+        let frame = HandOff {
+            attributes,
+            outer: HANDED_OFF.get(),
+        };
+        HANDED_OFF.set(&frame as *const HandOff<'_> as *const HandOff<'static>);
+        // Restores the outer frames (unless a client layer took them) even if `call` panics,
+        // before `frame` goes out of scope.
+        struct Restore<'f>(&'f HandOff<'f>);
+        impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                if let Some(mark) = self.0 {
-                    HANDED_OFF.with(|pending| {
-                        if let Ok(mut pending) = pending.try_borrow_mut() {
-                            pending.truncate(mark);
-                        }
-                    });
+                if std::ptr::eq(HANDED_OFF.get(), self.0 as *const HandOff<'_> as *const _) {
+                    HANDED_OFF.set(self.0.outer);
                 }
             }
         }
-        let _restore = Restore(mark);
+        let _restore = Restore(&frame);
         call()
     }
 
@@ -122,20 +117,31 @@ impl SpanAttributes {
     /// the layers above (taken: a second client span in the same call does not get them
     /// again), then those of the request's `SpanAttributes` extension.
     pub fn take(extensions: &http::Extensions, mut record: impl FnMut(KeyValue)) {
-        HANDED_OFF.with(|pending| {
-            if let Ok(mut pending) = pending.try_borrow_mut() {
-                pending.drain(..).for_each(&mut record);
-            }
-        });
+        let mut frame = HANDED_OFF.replace(std::ptr::null());
+        while !frame.is_null() {
+            // SAFETY: a non-null pointer in `HANDED_OFF` points to the `HandOff` of a
+            // `hand_off` call still running on this thread (each one restores the pointer
+            // before its frame goes out of scope, panics included), and so do the `outer`
+            // links; they are only read here.
+            let current = unsafe { &*frame };
+            current.attributes.iter().cloned().for_each(&mut record);
+            frame = current.outer;
+        }
         if let Some(attrs) = extensions.get::<SpanAttributes>() {
             attrs.0.iter().cloned().for_each(record);
         }
     }
 }
 
+/// One [`SpanAttributes::hand_off`] in progress: its attributes and the enclosing one's.
+struct HandOff<'a> {
+    attributes: &'a [KeyValue],
+    outer: *const HandOff<'static>,
+}
+
 thread_local! {
-    /// The attributes handed off by [`SpanAttributes::hand_off`] on this thread.
-    static HANDED_OFF: RefCell<Vec<KeyValue>> = const { RefCell::new(Vec::new()) };
+    /// The innermost [`SpanAttributes::hand_off`] in progress on this thread (null: none).
+    static HANDED_OFF: Cell<*const HandOff<'static>> = const { Cell::new(std::ptr::null()) };
 }
 
 #[cfg(test)]
@@ -152,7 +158,7 @@ mod tests {
     fn handed_off_attributes_are_taken_once_then_the_extension_ones() {
         let mut extensions = http::Extensions::new();
         SpanAttributes::push(&mut extensions, KeyValue::new("from.extension", 1));
-        let (first, second) = SpanAttributes::hand_off([KeyValue::new("handed.off", 2)], || {
+        let (first, second) = SpanAttributes::hand_off(&[KeyValue::new("handed.off", 2)], || {
             (taken(&extensions), taken(&extensions))
         });
         assert_eq!(
@@ -168,21 +174,30 @@ mod tests {
     #[test]
     fn what_no_client_layer_took_does_not_leak_to_the_next_call() {
         let extensions = http::Extensions::new();
-        SpanAttributes::hand_off([KeyValue::new("untaken", true)], || ());
+        SpanAttributes::hand_off(&[KeyValue::new("untaken", true)], || ());
         assert!(taken(&extensions).is_empty());
         // Nested hand-offs (two layers) reach the same client span; the outer one's survive
         // the inner scope when nobody took them.
-        let seen = SpanAttributes::hand_off([KeyValue::new("outer", 1)], || {
-            SpanAttributes::hand_off([KeyValue::new("inner", 2)], || ());
+        let seen = SpanAttributes::hand_off(&[KeyValue::new("outer", 1)], || {
+            SpanAttributes::hand_off(&[KeyValue::new("inner", 2)], || ());
             taken(&extensions)
         });
         assert_eq!(seen, [KeyValue::new("outer", 1)]);
+        let seen = SpanAttributes::hand_off(&[KeyValue::new("outer", 1)], || {
+            SpanAttributes::hand_off(&[KeyValue::new("inner", 2)], || taken(&extensions))
+        });
+        assert_eq!(
+            seen,
+            [KeyValue::new("inner", 2), KeyValue::new("outer", 1)],
+            "two layers reach the same span"
+        );
+        assert!(taken(&extensions).is_empty());
     }
 
     #[test]
     fn a_panicking_call_does_not_leave_attributes_behind() {
         let result = std::panic::catch_unwind(|| {
-            SpanAttributes::hand_off([KeyValue::new("lost", 1)], || panic!("inner service"))
+            SpanAttributes::hand_off(&[KeyValue::new("lost", 1)], || panic!("inner service"))
         });
         assert!(result.is_err());
         assert!(taken(&http::Extensions::new()).is_empty());

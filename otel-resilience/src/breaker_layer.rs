@@ -63,16 +63,16 @@ pub struct CircuitBreakerService<S> {
 /// Which outcomes count as failures for the breaker.
 #[derive(Debug, Clone)]
 pub struct BreakerClassifier {
-    statuses: Vec<StatusCode>,
+    /// The failure statuses: one bit per status code 0..=1023 (status codes are 100..=999),
+    /// so that judging a response is one load, not a scan of a list.
+    statuses: [u64; 16],
     grpc_codes: Vec<i32>,
 }
 
 impl Default for BreakerClassifier {
     fn default() -> Self {
         BreakerClassifier {
-            statuses: (500..600)
-                .filter_map(|c| StatusCode::from_u16(c).ok())
-                .collect(),
+            statuses: status_set((500..600).filter_map(|c| StatusCode::from_u16(c).ok())),
             grpc_codes: vec![2, 4, 13, 14],
         }
     }
@@ -81,7 +81,7 @@ impl Default for BreakerClassifier {
 impl BreakerClassifier {
     /// The HTTP statuses that count as failures (default: every 5xx).
     pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.statuses = statuses.into_iter().collect();
+        self.statuses = status_set(statuses);
         self
     }
     /// The gRPC codes that count as failures (default `UNKNOWN`, `DEADLINE_EXCEEDED`,
@@ -99,8 +99,18 @@ impl BreakerClassifier {
         {
             return !self.grpc_codes.contains(&code);
         }
-        !self.statuses.contains(&status)
+        let code = usize::from(status.as_u16()) & 1023;
+        self.statuses[code / 64] & (1 << (code % 64)) == 0
     }
+}
+
+fn status_set(statuses: impl IntoIterator<Item = StatusCode>) -> [u64; 16] {
+    let mut set = [0u64; 16];
+    for status in statuses {
+        let code = usize::from(status.as_u16()) & 1023;
+        set[code / 64] |= 1 << (code % 64);
+    }
+    set
 }
 
 impl CircuitBreakerLayer {
@@ -200,7 +210,7 @@ where
                     self.inner.call(req)
                 } else {
                     let inner = &mut self.inner;
-                    SpanAttributes::hand_off(breaker.span_attributes(), || inner.call(req))
+                    SpanAttributes::hand_off(&breaker.span_attributes(), || inner.call(req))
                 };
                 ResponseFuture {
                     state: FutureState::Called { future },
@@ -365,4 +375,46 @@ pub(crate) fn record_rejection(open: &CircuitOpen) {
     );
     crate::retry_layer::record_request_id(&span);
     drop(span);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap) {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        (StatusCode::from_u16(status).unwrap(), map)
+    }
+
+    #[test]
+    fn the_classifier_judges_http_by_status_and_grpc_by_grpc_status() {
+        let c = BreakerClassifier::default();
+        let judge = |c: &BreakerClassifier, status, headers: &[(&str, &str)]| {
+            let (s, h) = response(status, headers);
+            c.is_success(s, &h)
+        };
+        for failure in [500, 503, 599] {
+            assert!(!judge(&c, failure, &[]), "{failure}");
+        }
+        for success in [100, 200, 302, 404, 499, 600, 999] {
+            assert!(judge(&c, success, &[]), "{success}");
+        }
+        let grpc = [("content-type", "application/grpc"), ("grpc-status", "14")];
+        assert!(!judge(&c, 200, &grpc), "UNAVAILABLE");
+        let ok = [("content-type", "application/grpc"), ("grpc-status", "0")];
+        assert!(judge(&c, 200, &ok));
+        assert!(
+            judge(&c, 200, &[("grpc-status", "14")]),
+            "a plain HTTP response is judged by its status"
+        );
+        let custom = BreakerClassifier::default().failure_statuses([StatusCode::TOO_MANY_REQUESTS]);
+        assert!(!judge(&custom, 429, &[]));
+        assert!(judge(&custom, 500, &[]));
+    }
 }

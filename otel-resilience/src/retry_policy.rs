@@ -498,14 +498,16 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 /// responses included). A plain HTTP response is classified by its status, whatever headers
 /// it carries; the check costs nothing on a response without headers.
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            let v = v.as_bytes();
-            v.len() >= GRPC_CONTENT_TYPE.len()
-                && v[..GRPC_CONTENT_TYPE.len()].eq_ignore_ascii_case(GRPC_CONTENT_TYPE)
-                && matches!(v.get(GRPC_CONTENT_TYPE.len()), None | Some(b'+' | b';'))
-        })
+    // `HeaderMap::get` hashes the name before it looks at the map.
+    !headers.is_empty()
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                let v = v.as_bytes();
+                v.len() >= GRPC_CONTENT_TYPE.len()
+                    && v[..GRPC_CONTENT_TYPE.len()].eq_ignore_ascii_case(GRPC_CONTENT_TYPE)
+                    && matches!(v.get(GRPC_CONTENT_TYPE.len()), None | Some(b'+' | b';'))
+            })
 }
 
 // ---- helpers ----------------------------------------------------------------------------
