@@ -98,13 +98,13 @@ impl SpanAttributes {
             attributes,
             outer: HANDED_OFF.get(),
         };
-        HANDED_OFF.set(&frame as *const HandOff<'_> as *const HandOff<'static>);
+        HANDED_OFF.set(std::ptr::from_ref(&frame).cast());
         // Restores the outer frames (unless a client layer took them) even if `call` panics,
         // before `frame` goes out of scope.
         struct Restore<'f>(&'f HandOff<'f>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                if std::ptr::eq(HANDED_OFF.get(), self.0 as *const HandOff<'_> as *const _) {
+                if std::ptr::eq(HANDED_OFF.get(), std::ptr::from_ref(self.0).cast()) {
                     HANDED_OFF.set(self.0.outer);
                 }
             }

@@ -47,8 +47,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TraceContextExt;
 use opentelemetry::metrics::MeterProvider;
+use opentelemetry::trace::TraceContextExt;
 use otel_core::attributes::{self, error_type, semconv};
 use otel_core::extensions::ResendCount;
 use pin_project::pin_project;
@@ -319,17 +319,14 @@ where
                                 }
                                 Buffered::Once(body) => body,
                             };
-                            let Some(parts) = this.parts.take() else {
-                                unreachable!("the first attempt has the parts")
-                            };
-                            if this.replay.is_some() && this.shared.policy.get_max_attempts() > 1 {
-                                let req = Request::from_parts(parts.clone(), body);
-                                *this.parts = Some(parts);
-                                req
-                            } else {
+                            let resendable =
+                                this.replay.is_some() && this.shared.policy.get_max_attempts() > 1;
+                            let parts = match &mut *this.parts {
+                                Some(parts) if resendable => parts.clone(),
                                 // Never resent: the head is not copied.
-                                Request::from_parts(parts, body)
-                            }
+                                parts => parts.take().expect("the first attempt has the parts"),
+                            };
+                            Request::from_parts(parts, body)
                         }
                         None => {
                             if let Err(e) = ready!(this.service.poll_ready(cx)) {
@@ -343,8 +340,7 @@ where
                             };
                             let bytes = this.replay.clone().unwrap_or_default();
                             let mut req = Request::from_parts(parts.clone(), B::from_bytes(bytes));
-                            req.extensions_mut()
-                                .insert(ResendCount(this.call.attempts));
+                            req.extensions_mut().insert(ResendCount(this.call.attempts));
                             req
                         }
                     };

@@ -500,14 +500,12 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     // `HeaderMap::get` hashes the name before it looks at the map.
     !headers.is_empty()
-        && headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                let v = v.as_bytes();
-                v.len() >= GRPC_CONTENT_TYPE.len()
-                    && v[..GRPC_CONTENT_TYPE.len()].eq_ignore_ascii_case(GRPC_CONTENT_TYPE)
-                    && matches!(v.get(GRPC_CONTENT_TYPE.len()), None | Some(b'+' | b';'))
-            })
+        && headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.len() >= GRPC_CONTENT_TYPE.len()
+                && v[..GRPC_CONTENT_TYPE.len()].eq_ignore_ascii_case(GRPC_CONTENT_TYPE)
+                && matches!(v.get(GRPC_CONTENT_TYPE.len()), None | Some(b'+' | b';'))
+        })
 }
 
 // ---- helpers ----------------------------------------------------------------------------

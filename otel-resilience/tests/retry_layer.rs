@@ -13,7 +13,7 @@ use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::{ResendCount, SpanAttributes};
 use otel_core::testing::TestTelemetry;
 use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy};
-use support::{attr, event_attr, request, serve, status};
+use support::{attr, event_attr, request, serve, status, sum_counter};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Per attempt: `ResendCount`, number of `SpanAttributes`, virtual time of the call.
@@ -348,24 +348,6 @@ fn ours(span: &opentelemetry_sdk::trace::SpanData) -> Vec<&opentelemetry::trace:
         .iter()
         .filter(|e| e.name.starts_with("retry.") || e.name.starts_with("circuit_breaker."))
         .collect()
-}
-
-/// Sum of a u64 counter across its data points.
-fn sum_counter(metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics], name: &str) -> u64 {
-    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    let mut total = 0;
-    for rm in metrics.iter().rev().take(1) {
-        for sm in rm.scope_metrics() {
-            for m in sm.metrics() {
-                if m.name() == name
-                    && let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data()
-                {
-                    total += sum.data_points().map(|p| p.value()).sum::<u64>();
-                }
-            }
-        }
-    }
-    total
 }
 
 /// `layer.layer(svc)` without importing `tower::Layer` everywhere.
