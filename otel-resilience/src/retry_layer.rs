@@ -450,7 +450,11 @@ impl RetryShared {
             budget_exhausted: false,
         };
         if !has_current_span() {
-            call.ensure_span(self);
+            let span = call.new_span(self);
+            // No subscriber wants it: nothing to record, on the healthy path or later.
+            if !span.is_disabled() {
+                call.span = Some(span);
+            }
         }
         call
     }
@@ -537,22 +541,28 @@ impl LogicalCall {
 
     /// The `retry {method}` span, opened under the current span if it is not open yet.
     fn ensure_span(&mut self, shared: &RetryShared) -> &tracing::Span {
-        self.span.get_or_insert_with(|| {
-            let span = tracing::info_span!(
-                target: "otel_resilience",
-                "retry",
-                otel.name = span_name(&self.method),
-                otel.kind = "internal",
-                otel.status_code = tracing::field::Empty,
-                { attributes::RETRY_MAX_ATTEMPTS } = i64::from(shared.policy.get_max_attempts()),
-                { attributes::RETRY_ATTEMPTS } = tracing::field::Empty,
-                { attributes::RETRY_BUDGET_EXHAUSTED } = tracing::field::Empty,
-                { semconv::attribute::ERROR_TYPE } = tracing::field::Empty,
-                { attributes::REQUEST_ID } = tracing::field::Empty,
-            );
-            record_request_id(&span);
-            span
-        })
+        if self.span.is_none() {
+            self.span = Some(self.new_span(shared));
+        }
+        self.span.as_ref().expect("just opened")
+    }
+
+    /// A new `retry {method}` span under the current span.
+    fn new_span(&self, shared: &RetryShared) -> tracing::Span {
+        let span = tracing::info_span!(
+            target: "otel_resilience",
+            "retry",
+            otel.name = span_name(&self.method),
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            { attributes::RETRY_MAX_ATTEMPTS } = i64::from(shared.policy.get_max_attempts()),
+            { attributes::RETRY_ATTEMPTS } = tracing::field::Empty,
+            { attributes::RETRY_BUDGET_EXHAUSTED } = tracing::field::Empty,
+            { semconv::attribute::ERROR_TYPE } = tracing::field::Empty,
+            { attributes::REQUEST_ID } = tracing::field::Empty,
+        );
+        record_request_id(&span);
+        span
     }
 
     pub(crate) fn finish_ok(&self) {
