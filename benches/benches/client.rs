@@ -5,7 +5,7 @@
 //! Run (from `benches/`): `cargo bench --bench client -- --warm-up-time 1 --measurement-time 3`.
 //!
 //! Goal: retry + breaker on the healthy path ≤ 100 ns per call (`client-no-network`, the
-//! difference between `retry+breaker` and `bare`). `reqwest-tracing` 0.7 supports
+//! difference between `retry+breaker` and `bare`; `*/in-span` inside a sampled request span). `reqwest-tracing` 0.7 supports
 //! OpenTelemetry up to 0.32: it runs on its own 0.32 SDK stack (tracing-opentelemetry 0.33),
 //! with the W3C propagator installed as that version's global one so it injects `traceparent`.
 
@@ -145,6 +145,18 @@ fn client(c: &mut Criterion) {
     group.bench_function("retry+breaker", |b| {
         b.iter(|| call_now(&mut layered, request()).status())
     });
+    // The same two inside a sampled request span, as a client call in a service handler is
+    // (the retry layer opens its span only when an attempt fails; see otel-resilience).
+    {
+        let request_span = tracing::info_span!("request");
+        let _entered = request_span.enter();
+        group.bench_function("bare/in-span", |b| {
+            b.iter(|| call_now(&mut bare, request()).status())
+        });
+        group.bench_function("retry+breaker/in-span", |b| {
+            b.iter(|| call_now(&mut layered, request()).status())
+        });
+    }
     group.finish();
 }
 

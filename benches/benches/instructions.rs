@@ -9,7 +9,9 @@
 //! `server_disabled` (ours with `sampling::set_enabled(false)`), `server_sampled`,
 //! `server_reference` (one bridged span with the same fields, no layer logic), and the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
-//! (both boxed, so the difference is the two layers); the reqwest client over loopback to an
+//! (both boxed, so the difference is the two layers), and the same inside a sampled request
+//! span with a bridged subscriber, as in a service: `tower_bare_in_span`,
+//! `retry_breaker_in_span`; the reqwest client over loopback to an
 //! in-process server: `client_chain` (empty middleware chain), `client_ours`, `client_peer`
 //! (`reqwest-tracing` on its OpenTelemetry 0.32 stack); one SQLite query through sqlx:
 //! `sql_bare`, `sql_reference` (one bridged child span), `sql_ours` (`TracedPool`, detector
@@ -244,17 +246,26 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "tower_bare" | "retry_breaker" => {
+        "tower_bare" | "retry_breaker" | "tower_bare_in_span" | "retry_breaker_in_span" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             let _rt = rt.enter();
+            // `*_in_span`: as in a service, a bridged subscriber and a sampled request span
+            // current around each call (entered once, outside the measured loop).
+            let in_span = path.ends_with("_in_span");
+            let provider = otel_benches::provider();
+            let _subscriber = in_span.then(|| {
+                otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+                tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider))
+            });
+            let _request = in_span.then(|| tracing::info_span!("request").entered());
             let inner = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
                 Ok::<_, std::io::Error>(http::Response::new(Empty::<Bytes>::new()))
             });
             let mut service: tower::util::BoxService<_, _, tower::BoxError> =
-                if path == "tower_bare" {
+                if path.starts_with("tower_bare") {
                     tower::util::BoxService::new(inner.map_err(tower::BoxError::from))
                 } else {
                     tower::util::BoxService::new(

@@ -210,13 +210,9 @@ where
                     {
                         span.record(RESEND_COUNT, i64::from(*n));
                     }
-                    if let Some(SpanAttributes(attributes)) =
-                        req.extensions().get::<SpanAttributes>()
-                    {
-                        for kv in attributes {
-                            span.set_attribute(kv.key.clone(), kv.value.clone());
-                        }
-                    }
+                    SpanAttributes::take(req.extensions(), |kv| {
+                        span.set_attribute(kv.key, kv.value)
+                    });
                     if mode == SemconvMode::Duplicate {
                         span.record(LEGACY_RPC_SYSTEM, GRPC);
                         if let Some(service) = method.service() {

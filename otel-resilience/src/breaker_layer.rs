@@ -2,15 +2,21 @@
 //! `Service<http::Request<B>>` with one breaker per downstream authority (from a
 //! [`CircuitBreakerRegistry`]).
 //!
-//! - Every admitted call carries `circuit_breaker.state` and `circuit_breaker.failures` as
-//!   `otel_core::extensions::SpanAttributes`, recorded by the tracing client layer below on
-//!   that attempt's client span.
+//! - Every admitted call carries `circuit_breaker.state` and `circuit_breaker.failures`,
+//!   recorded by the tracing client layer below on that attempt's client span. They are
+//!   handed off with [`SpanAttributes::hand_off`] (no allocation per call), which needs the
+//!   client layer to build its span inside the breaker's `call`, as every layer of the
+//!   recommended stack does; with a `tower::buffer` (or anything that moves the call to
+//!   another task) between them, switch to the request extension with
+//!   [`CircuitBreakerLayer::attributes_in_extensions`].
 //! - A rejected call sends nothing, so no client span exists: the layer records a short
 //!   INTERNAL span `circuit_breaker {name}` (target `otel_resilience`) with
 //!   `error.type = circuit_open`, `circuit_breaker.state`, `circuit_breaker.name`,
-//!   `circuit_breaker.next_probe_ms` and status error, under the current span (the retry
-//!   span when a retry layer is above), and fails fast with [`CircuitOpen`].
-//! - Failures for the breaker: transport errors and timeouts, HTTP 5xx, gRPC `UNKNOWN`,
+//!   `circuit_breaker.next_probe_ms` and status error, under the current span (under a
+//!   [`RetryLayer`](crate::RetryLayer), under its logical-call span, which the retry layer
+//!   opens first), and fails fast with [`CircuitOpen`].
+//! - Failures for the breaker: transport errors and timeouts, HTTP 5xx, and on gRPC
+//!   responses (`content-type: application/grpc*`) `grpc-status` `UNKNOWN`,
 //!   `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE` (trailers-only responses).
 //!
 //! ```
@@ -23,6 +29,7 @@
 //! # let _ = layer;
 //! ```
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,7 +45,7 @@ use tower_service::Service;
 
 use crate::breaker_registry::{CircuitBreakerRegistry, DEFAULT_BREAKER_KEY};
 use crate::circuit_breaker::{CircuitBreaker, CircuitOpen, Permit};
-use crate::retry_policy::grpc_status;
+use crate::retry_policy::{grpc_status, is_grpc};
 
 /// Guards the wrapped service with circuit breakers. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -56,16 +63,16 @@ pub struct CircuitBreakerService<S> {
 /// Which outcomes count as failures for the breaker.
 #[derive(Debug, Clone)]
 pub struct BreakerClassifier {
-    statuses: Vec<StatusCode>,
+    /// The failure statuses: one bit per status code 0..=1023 (status codes are 100..=999),
+    /// so that judging a response is one load, not a scan of a list.
+    statuses: [u64; 16],
     grpc_codes: Vec<i32>,
 }
 
 impl Default for BreakerClassifier {
     fn default() -> Self {
         BreakerClassifier {
-            statuses: (500..600)
-                .filter_map(|c| StatusCode::from_u16(c).ok())
-                .collect(),
+            statuses: status_set((500..600).filter_map(|c| StatusCode::from_u16(c).ok())),
             grpc_codes: vec![2, 4, 13, 14],
         }
     }
@@ -74,7 +81,7 @@ impl Default for BreakerClassifier {
 impl BreakerClassifier {
     /// The HTTP statuses that count as failures (default: every 5xx).
     pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.statuses = statuses.into_iter().collect();
+        self.statuses = status_set(statuses);
         self
     }
     /// The gRPC codes that count as failures (default `UNKNOWN`, `DEADLINE_EXCEEDED`,
@@ -83,13 +90,27 @@ impl BreakerClassifier {
         self.grpc_codes = codes.into_iter().collect();
         self
     }
-    /// Whether a response with this status and headers is a success for the breaker.
+    /// Whether a response with this status and headers is a success for the breaker: a gRPC
+    /// response (`content-type: application/grpc*`) by its `grpc-status` header (a
+    /// trailers-only response), any other by its HTTP status.
     pub fn is_success(&self, status: StatusCode, headers: &http::HeaderMap) -> bool {
-        if let Some(code) = grpc_status(headers) {
+        if is_grpc(headers)
+            && let Some(code) = grpc_status(headers)
+        {
             return !self.grpc_codes.contains(&code);
         }
-        !self.statuses.contains(&status)
+        let code = usize::from(status.as_u16()) & 1023;
+        self.statuses[code / 64] & (1 << (code % 64)) == 0
     }
+}
+
+fn status_set(statuses: impl IntoIterator<Item = StatusCode>) -> [u64; 16] {
+    let mut set = [0u64; 16];
+    for status in statuses {
+        let code = usize::from(status.as_u16()) & 1023;
+        set[code / 64] |= 1 << (code % 64);
+    }
+    set
 }
 
 impl CircuitBreakerLayer {
@@ -106,6 +127,7 @@ impl CircuitBreakerLayer {
                 registry,
                 fixed: None,
                 classifier: BreakerClassifier::default(),
+                attributes_in_extensions: false,
             }),
         }
     }
@@ -120,6 +142,20 @@ impl CircuitBreakerLayer {
     /// Which outcomes count as failures.
     pub fn classifier(self, classifier: BreakerClassifier) -> Self {
         self.update(|s| s.classifier = classifier)
+    }
+
+    /// Puts `circuit_breaker.state` and `circuit_breaker.failures` in the request's
+    /// [`SpanAttributes`] extension instead of handing them off during the call (the default,
+    /// see the module docs). Needed when the client layer builds its span on another task
+    /// than the breaker's `call` (a `tower::buffer` between them); costs an extension map and
+    /// a `Vec` per call.
+    ///
+    /// ```
+    /// let layer = otel_resilience::CircuitBreakerLayer::new().attributes_in_extensions();
+    /// # let _ = layer;
+    /// ```
+    pub fn attributes_in_extensions(self) -> Self {
+        self.update(|s| s.attributes_in_extensions = true)
     }
 
     /// The registry behind the layer.
@@ -169,23 +205,26 @@ where
         let breaker = self.shared.breaker_for(req.uri());
         match breaker.admit() {
             Ok(permit) => {
-                push_span_attributes(&breaker, req.extensions_mut());
+                let future = if self.shared.attributes_in_extensions {
+                    push_span_attributes(&breaker, req.extensions_mut());
+                    self.inner.call(req)
+                } else {
+                    let inner = &mut self.inner;
+                    SpanAttributes::hand_off(&breaker.span_attributes(), || inner.call(req))
+                };
                 ResponseFuture {
-                    state: FutureState::Called {
-                        future: self.inner.call(req),
-                    },
+                    state: FutureState::Called { future },
                     permit: Some(permit),
                     shared: self.shared.clone(),
                 }
             }
-            Err(open) => {
-                record_rejection(&open);
-                ResponseFuture {
-                    state: FutureState::Rejected { error: Some(open) },
-                    permit: None,
-                    shared: self.shared.clone(),
-                }
-            }
+            Err(open) => ResponseFuture {
+                state: FutureState::Rejected {
+                    error: Some(reject(open)),
+                },
+                permit: None,
+                shared: self.shared.clone(),
+            },
         }
     }
 }
@@ -248,6 +287,7 @@ pub(crate) struct BreakerShared {
     pub(crate) registry: Arc<CircuitBreakerRegistry>,
     pub(crate) fixed: Option<Arc<CircuitBreaker>>,
     pub(crate) classifier: BreakerClassifier,
+    pub(crate) attributes_in_extensions: bool,
 }
 
 impl BreakerShared {
@@ -265,6 +305,54 @@ pub(crate) fn push_span_attributes(breaker: &CircuitBreaker, extensions: &mut ht
     for kv in breaker.span_attributes() {
         SpanAttributes::push(extensions, kv);
     }
+}
+
+/// What the breaker does with a rejection: records its span now, or, under a retry layer that
+/// records it under its logical-call span (see [`defer_rejections`]), leaves it to that layer.
+pub(crate) fn reject(open: CircuitOpen) -> CircuitOpen {
+    if RETRY_ABOVE.with(Cell::get) > 0 {
+        open.defer_span()
+    } else {
+        record_rejection(&open);
+        open
+    }
+}
+
+/// Runs `f` (a call or poll of the layers below a retry layer) with the breakers below leaving
+/// their rejection spans to the retry layer, which finds the [`CircuitOpen`] in the error,
+/// opens its logical-call span and records the rejection under it
+/// ([`record_deferred_rejection`]). Two thread-local writes, no allocation.
+pub(crate) fn defer_rejections<R>(f: impl FnOnce() -> R) -> R {
+    // Hand-written: a depth counter in a thread-local is all a synchronous scope needs.
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_sub(1)));
+        }
+    }
+    RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_add(1)));
+    let _leave = Leave;
+    f()
+}
+
+/// Records the rejection span a breaker below left to the caller, if `error` holds one.
+pub(crate) fn record_deferred_rejection(error: &(dyn std::error::Error + 'static)) {
+    let mut current = Some(error);
+    for _ in 0..16 {
+        let Some(err) = current else { return };
+        if let Some(open) = err.downcast_ref::<CircuitOpen>() {
+            if open.take_pending_span() {
+                record_rejection(open);
+            }
+            return;
+        }
+        current = err.source();
+    }
+}
+
+thread_local! {
+    /// How many retry layers are inside a call or poll of the layers below them on this thread.
+    static RETRY_ABOVE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Records a rejected call on a short span of its own (nothing was sent: no client span).
@@ -287,4 +375,46 @@ pub(crate) fn record_rejection(open: &CircuitOpen) {
     );
     crate::retry_layer::record_request_id(&span);
     drop(span);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap) {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        (StatusCode::from_u16(status).unwrap(), map)
+    }
+
+    #[test]
+    fn the_classifier_judges_http_by_status_and_grpc_by_grpc_status() {
+        let c = BreakerClassifier::default();
+        let judge = |c: &BreakerClassifier, status, headers: &[(&str, &str)]| {
+            let (s, h) = response(status, headers);
+            c.is_success(s, &h)
+        };
+        for failure in [500, 503, 599] {
+            assert!(!judge(&c, failure, &[]), "{failure}");
+        }
+        for success in [100, 200, 302, 404, 499, 600, 999] {
+            assert!(judge(&c, success, &[]), "{success}");
+        }
+        let grpc = [("content-type", "application/grpc"), ("grpc-status", "14")];
+        assert!(!judge(&c, 200, &grpc), "UNAVAILABLE");
+        let ok = [("content-type", "application/grpc"), ("grpc-status", "0")];
+        assert!(judge(&c, 200, &ok));
+        assert!(
+            judge(&c, 200, &[("grpc-status", "14")]),
+            "a plain HTTP response is judged by its status"
+        );
+        let custom = BreakerClassifier::default().failure_statuses([StatusCode::TOO_MANY_REQUESTS]);
+        assert!(!judge(&custom, 429, &[]));
+        assert!(judge(&custom, 500, &[]));
+    }
 }

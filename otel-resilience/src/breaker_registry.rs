@@ -34,7 +34,7 @@ pub struct CircuitBreakerRegistry {
     rng: Arc<RandomSource>,
     metrics: ResilienceMetrics,
     max_breakers: usize,
-    breakers: RwLock<HashMap<Box<str>, Arc<CircuitBreaker>>>,
+    breakers: RwLock<HashMap<Box<str>, Arc<CircuitBreaker>, foldhash::fast::RandomState>>,
 }
 
 /// Builds a [`CircuitBreakerRegistry`].
@@ -159,7 +159,7 @@ impl CircuitBreakerRegistryBuilder {
             rng: self.rng.unwrap_or_default(),
             metrics: self.metrics.unwrap_or_else(ResilienceMetrics::global),
             max_breakers: self.max_breakers,
-            breakers: RwLock::new(HashMap::new()),
+            breakers: RwLock::new(HashMap::default()),
         }))
     }
 }

@@ -24,11 +24,12 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::{SharedClock, TokioClock};
+use crate::clock::{SharedClock, TokioClock, saturating_nanos};
 use crate::config_error::{ConfigError, Value, check, refuse};
 
 /// A retry budget shared by all calls through a layer (cheap to clone: an `Arc` inside).
@@ -179,33 +180,49 @@ impl RetryBudget {
         self.inner.mode
     }
 
-    /// Records a logical request (call once per call, before its first attempt).
+    /// Records a logical request (call once per call, before its first attempt). Lock-free:
+    /// one clock read and one atomic update, as it runs on every call.
     pub fn deposit(&self) {
         if let BudgetMode::Ratio { .. } = self.inner.mode {
-            let now = self.inner.clock.now();
-            let mut state = self.inner.state.lock();
-            let slot = self.inner.slot(&mut state, now);
-            slot.requests = slot.requests.saturating_add(1);
+            let epoch = self.inner.epoch(self.inner.clock.now());
+            let slot = &self.inner.requests[(epoch % SLOTS as u64) as usize];
+            let tag = epoch as u32;
+            let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |packed| {
+                Some(if unpack_epoch(packed) == tag {
+                    pack(tag, unpack_count(packed).saturating_add(1))
+                } else {
+                    pack(tag, 1)
+                })
+            });
         }
     }
 
-    /// Records the outcome of one attempt (only the token bucket reads it).
+    /// Records the outcome of one attempt (only the token bucket reads it). Lock-free: it
+    /// runs on every successful call.
     pub fn record_attempt(&self, success: bool) {
         if let BudgetMode::TokenBucket {
             max_tokens,
             token_ratio,
         } = self.inner.mode
         {
-            let mut state = self.inner.state.lock();
-            state.tokens = if success {
-                (state.tokens + token_ratio).min(max_tokens)
-            } else {
-                (state.tokens - 1.0).max(0.0)
-            };
+            let _ = self
+                .inner
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                    let tokens = f64::from_bits(bits);
+                    let next = if success {
+                        (tokens + token_ratio).min(max_tokens)
+                    } else {
+                        (tokens - 1.0).max(0.0)
+                    };
+                    (next != tokens).then_some(next.to_bits())
+                });
         }
     }
 
     /// Asks for one retry: `true` (and the retry is counted) when the budget allows it.
+    /// Withdrawals take a short lock among themselves (never held across an await), so that
+    /// concurrent retries never overdraw the budget; deposits do not wait for it.
     pub fn try_withdraw(&self) -> bool {
         match self.inner.mode {
             BudgetMode::Ratio {
@@ -214,13 +231,21 @@ impl RetryBudget {
                 min_retries_per_sec,
             } => {
                 let now = self.inner.clock.now();
-                let mut state = self.inner.state.lock();
-                self.inner.slot(&mut state, now);
-                let (requests, retries) = self.inner.totals(&state, now);
+                let epoch = self.inner.epoch(now);
+                let mut retries = self.inner.retries.lock();
+                let requests = self.inner.requests_in_window(epoch);
+                let spent: u64 = retries
+                    .iter()
+                    .filter(|s| in_window(s.epoch, epoch))
+                    .map(|s| s.retries)
+                    .sum();
                 let floor = f64::from(min_retries_per_sec) * window.as_secs_f64();
                 let allowed = (ratio * requests as f64).max(floor);
-                if (retries as f64) < allowed {
-                    let slot = self.inner.slot(&mut state, now);
+                if (spent as f64) < allowed {
+                    let slot = &mut retries[(epoch % SLOTS as u64) as usize];
+                    if slot.epoch != epoch {
+                        *slot = RetrySlot { epoch, retries: 0 };
+                    }
                     slot.retries = slot.retries.saturating_add(1);
                     true
                 } else {
@@ -228,8 +253,7 @@ impl RetryBudget {
                 }
             }
             BudgetMode::TokenBucket { max_tokens, .. } => {
-                let state = self.inner.state.lock();
-                state.tokens > max_tokens / 2.0
+                f64::from_bits(self.inner.tokens.load(Ordering::Acquire)) > max_tokens / 2.0
             }
         }
     }
@@ -243,20 +267,20 @@ struct Inner {
     mode: BudgetMode,
     clock: SharedClock,
     origin: Instant,
-    slot_len: Duration,
-    state: Mutex<State>,
+    slot_nanos: u64,
+    /// Logical requests per slot, packed as (low 32 bits of the slot's epoch, count): a
+    /// deposit is one atomic update, with no lock on the path of every call.
+    requests: [AtomicU64; SLOTS],
+    /// Retries per slot, behind the lock that serialises withdrawals.
+    retries: Mutex<[RetrySlot; SLOTS]>,
+    /// Token-bucket tokens (`f64` bits).
+    tokens: AtomicU64,
 }
 
 #[derive(Default, Clone, Copy)]
-struct Slot {
+struct RetrySlot {
     epoch: u64,
-    requests: u64,
     retries: u64,
-}
-
-struct State {
-    slots: [Slot; SLOTS],
-    tokens: f64,
 }
 
 impl Inner {
@@ -269,40 +293,47 @@ impl Inner {
             mode,
             origin: clock.now(),
             clock,
-            slot_len,
-            state: Mutex::new(State {
-                slots: [Slot::default(); SLOTS],
-                tokens,
-            }),
+            slot_nanos: saturating_nanos(slot_len).max(1),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            retries: Mutex::new([RetrySlot::default(); SLOTS]),
+            tokens: AtomicU64::new(f64::to_bits(tokens)),
         }
     }
 
+    /// The slot number of `now` (1-based; 0 marks a slot never used).
     fn epoch(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        (nanos / self.slot_len.as_nanos().max(1)) as u64 + 1
+        saturating_nanos(now.saturating_duration_since(self.origin)) / self.slot_nanos + 1
     }
 
-    /// The slot of `now`, cleared if it last held an older epoch.
-    fn slot<'s>(&self, state: &'s mut State, now: Instant) -> &'s mut Slot {
-        let epoch = self.epoch(now);
-        let slot = &mut state.slots[(epoch % SLOTS as u64) as usize];
-        if slot.epoch != epoch {
-            *slot = Slot {
-                epoch,
-                ..Slot::default()
-            };
-        }
-        slot
-    }
-
-    fn totals(&self, state: &State, now: Instant) -> (u64, u64) {
-        let epoch = self.epoch(now);
-        state
-            .slots
+    /// Logical requests deposited in the window that ends with slot `epoch`.
+    fn requests_in_window(&self, epoch: u64) -> u64 {
+        let tag = epoch as u32;
+        self.requests
             .iter()
-            .filter(|s| s.epoch + (SLOTS as u64) > epoch && s.epoch <= epoch)
-            .fold((0, 0), |(q, r), s| (q + s.requests, r + s.retries))
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|&packed| {
+                let age = tag.wrapping_sub(unpack_epoch(packed));
+                packed != 0 && (age as usize) < SLOTS
+            })
+            .map(|packed| u64::from(unpack_count(packed)))
+            .sum()
     }
+}
+
+fn in_window(slot_epoch: u64, epoch: u64) -> bool {
+    slot_epoch <= epoch && slot_epoch + SLOTS as u64 > epoch
+}
+
+fn pack(epoch: u32, count: u32) -> u64 {
+    (u64::from(epoch) << 32) | u64::from(count)
+}
+
+fn unpack_epoch(packed: u64) -> u32 {
+    (packed >> 32) as u32
+}
+
+fn unpack_count(packed: u64) -> u32 {
+    packed as u32
 }
 
 impl RetryBudget {

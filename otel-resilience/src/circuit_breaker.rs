@@ -25,14 +25,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use otel_core::attributes;
 use parking_lot::Mutex;
 
-use crate::clock::{SharedClock, TokioClock};
+use crate::clock::{SharedClock, TokioClock, saturating_nanos};
 use crate::config_error::{ConfigError, Value, check, refuse};
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
@@ -79,11 +79,27 @@ pub struct CircuitBreakerConfig {
 }
 
 /// The error of a rejected call: nothing was sent. Says when the breaker probes next.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CircuitOpen {
     name: Arc<str>,
     state: BreakerState,
     next_probe_in: Option<Duration>,
+    /// The rejection's span is still to be recorded: the breaker left it to the retry layer
+    /// above, which records it under its logical-call span; if nobody does, it is recorded
+    /// when the error is dropped.
+    span_pending: AtomicBool,
+}
+
+impl Clone for CircuitOpen {
+    /// A clone never records the rejection span: the original keeps that duty.
+    fn clone(&self) -> Self {
+        CircuitOpen {
+            name: self.name.clone(),
+            state: self.state,
+            next_probe_in: self.next_probe_in,
+            span_pending: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Admission to call the dependency. Report the outcome with [`record`](Permit::record);
@@ -93,11 +109,15 @@ pub struct Permit {
     breaker: Option<Arc<CircuitBreaker>>,
     generation: u64,
     probe: bool,
-    started: Instant,
+    /// When the call was admitted; read only by the slow-call rule, so the clock is not read
+    /// when that rule is off.
+    started: Option<Instant>,
 }
 
 /// A circuit breaker for one dependency. Cheap on the healthy path: a closed breaker admits
-/// with two atomic loads; recording takes a short, non-async lock.
+/// with a few atomic loads, and records a success in a closed breaker whose window holds no
+/// failure with one clock read and one atomic add; every other outcome takes a short,
+/// non-async lock.
 pub struct CircuitBreaker {
     name: Arc<str>,
     config: CircuitBreakerConfig,
@@ -109,6 +129,13 @@ pub struct CircuitBreaker {
     mode: AtomicU8,
     generation: AtomicU64,
     failures: AtomicU32,
+    /// Failures in a row (written under the lock; read without it by the success fast path).
+    consecutive: AtomicU32,
+    /// The sliding window, one bucket per tenth (written under the lock, except the success
+    /// fast path's `calls` increment).
+    buckets: [Bucket; BUCKETS],
+    /// The window length of one bucket, in nanoseconds (at least 1).
+    bucket_nanos: u64,
     inner: Mutex<Inner>,
 }
 
@@ -301,7 +328,6 @@ impl CircuitBreakerBuilder {
     pub fn try_build(self) -> Result<Arc<CircuitBreaker>, ConfigError> {
         self.config.validate()?;
         let origin = self.clock.now();
-        let buckets = vec![Bucket::default(); BUCKETS];
         let breaker = CircuitBreaker {
             mode: AtomicU8::new(mode_to_u8(self.config.mode)),
             name: self.name,
@@ -311,10 +337,11 @@ impl CircuitBreakerBuilder {
             fast_state: AtomicU8::new(CLOSED),
             generation: AtomicU64::new(0),
             failures: AtomicU32::new(0),
+            consecutive: AtomicU32::new(0),
+            buckets: Default::default(),
+            bucket_nanos: saturating_nanos(self.config.window / BUCKETS as u32).max(1),
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
-                buckets,
-                consecutive: 0,
                 trips: 0,
                 open_until: origin,
                 probes_in_flight: 0,
@@ -376,21 +403,24 @@ impl CircuitBreaker {
     /// Asks to make a call: a [`Permit`], or a [`CircuitOpen`] rejection (send nothing).
     pub fn admit(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
         match self.mode() {
-            BreakerMode::Disabled => return Ok(Permit::untracked(self.clock.now())),
+            BreakerMode::Disabled => return Ok(Permit::untracked()),
             BreakerMode::ForcedOpen => {
                 self.count_rejection();
                 return Err(CircuitOpen {
                     name: self.name.clone(),
                     state: BreakerState::Open,
                     next_probe_in: None,
+                    span_pending: AtomicBool::new(false),
                 });
             }
             BreakerMode::Normal | BreakerMode::MetricsOnly => {}
         }
-        let now = self.clock.now();
         if self.fast_state.load(Ordering::Acquire) == CLOSED {
-            return Ok(self.permit(self.generation.load(Ordering::Acquire), false, now));
+            let started = self.slow_call_start();
+            return Ok(self.permit(self.generation.load(Ordering::Acquire), false, started));
         }
+        let now = self.clock.now();
+        let started = self.config.slow_call.map(|_| now);
         let metrics_only = self.mode() == BreakerMode::MetricsOnly;
         let mut transition = None;
         let result = {
@@ -400,22 +430,24 @@ impl CircuitBreaker {
             }
             match inner.state {
                 BreakerState::Closed => {
-                    Ok(self.permit(self.generation.load(Ordering::Acquire), false, now))
+                    Ok(self.permit(self.generation.load(Ordering::Acquire), false, started))
                 }
                 BreakerState::HalfOpen if inner.probes_in_flight < self.config.half_open_probes => {
                     inner.probes_in_flight += 1;
-                    Ok(self.permit(self.generation.load(Ordering::Acquire), true, now))
+                    Ok(self.permit(self.generation.load(Ordering::Acquire), true, started))
                 }
-                _ if metrics_only => Ok(Permit::untracked(now)),
+                _ if metrics_only => Ok(Permit::untracked()),
                 BreakerState::HalfOpen => Err(CircuitOpen {
                     name: self.name.clone(),
                     state: BreakerState::HalfOpen,
                     next_probe_in: None,
+                    span_pending: AtomicBool::new(false),
                 }),
                 BreakerState::Open => Err(CircuitOpen {
                     name: self.name.clone(),
                     state: BreakerState::Open,
                     next_probe_in: Some(inner.open_until.saturating_duration_since(now)),
+                    span_pending: AtomicBool::new(false),
                 }),
             }
         };
@@ -440,21 +472,31 @@ impl CircuitBreaker {
         ]
     }
 
-    fn permit(self: &Arc<Self>, generation: u64, probe: bool, now: Instant) -> Permit {
+    fn permit(self: &Arc<Self>, generation: u64, probe: bool, started: Option<Instant>) -> Permit {
         Permit {
             breaker: Some(self.clone()),
             generation,
             probe,
-            started: now,
+            started,
         }
     }
 
-    fn record(&self, generation: u64, probe: bool, started: Instant, success: bool) {
+    /// The admission time, when the slow-call rule needs it.
+    fn slow_call_start(&self) -> Option<Instant> {
+        self.config.slow_call.map(|_| self.clock.now())
+    }
+
+    fn record(&self, generation: u64, probe: bool, started: Option<Instant>, success: bool) {
         let now = self.clock.now();
-        let slow = self
-            .config
-            .slow_call
-            .is_some_and(|(threshold, _)| now.saturating_duration_since(started) >= threshold);
+        if success && self.record_success_fast(generation, probe, now) {
+            return;
+        }
+        let slow = match (self.config.slow_call, started) {
+            (Some((threshold, _)), Some(started)) => {
+                now.saturating_duration_since(started) >= threshold
+            }
+            _ => false,
+        };
         let mut transition = None;
         {
             let mut inner = self.inner.lock();
@@ -463,8 +505,8 @@ impl CircuitBreaker {
             }
             match inner.state {
                 BreakerState::Closed => {
-                    self.count(&mut inner, now, success, slow);
-                    if self.should_trip(&inner, now) {
+                    self.count(now, success, slow);
+                    if self.should_trip(now) {
                         transition = Some(self.enter(&mut inner, BreakerState::Open, now));
                     }
                 }
@@ -510,12 +552,12 @@ impl Permit {
         self.probe
     }
 
-    fn untracked(now: Instant) -> Self {
+    fn untracked() -> Self {
         Permit {
             breaker: None,
             generation: 0,
             probe: false,
-            started: now,
+            started: None,
         }
     }
 }
@@ -543,6 +585,26 @@ impl CircuitOpen {
     /// half-open probe is in flight (the next decision comes when it completes).
     pub fn next_probe_in(&self) -> Option<Duration> {
         self.next_probe_in
+    }
+
+    /// Leaves the rejection span to whoever takes it with
+    /// [`take_pending_span`](Self::take_pending_span) (or to the drop of this error).
+    pub(crate) fn defer_span(self) -> Self {
+        self.span_pending.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether the rejection span was left to the caller, who records it now (once).
+    pub(crate) fn take_pending_span(&self) -> bool {
+        self.span_pending.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Drop for CircuitOpen {
+    fn drop(&mut self) {
+        if self.take_pending_span() {
+            crate::breaker_layer::record_rejection(self);
+        }
     }
 }
 
@@ -603,20 +665,29 @@ const BUCKETS: usize = 10;
 
 struct Inner {
     state: BreakerState,
-    buckets: Vec<Bucket>,
-    consecutive: u32,
     trips: u32,
     open_until: Instant,
     probes_in_flight: u32,
     probe_successes: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One tenth of the window. Atomics so that the success fast path can count a call without
+/// the lock; every other write happens under the lock.
+#[derive(Debug, Default)]
 struct Bucket {
-    epoch: u64,
-    calls: u32,
-    failures: u32,
-    slow: u32,
+    epoch: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+impl Bucket {
+    fn clear(&self, epoch: u64) {
+        self.calls.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.slow.store(0, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Release);
+    }
 }
 
 struct Transition {
@@ -627,52 +698,80 @@ struct Transition {
 
 impl CircuitBreaker {
     fn epoch(&self, now: Instant) -> u64 {
-        let bucket = self.config.window.as_nanos() / BUCKETS as u128;
-        (now.saturating_duration_since(self.origin).as_nanos() / bucket.max(1)) as u64 + 1
+        saturating_nanos(now.saturating_duration_since(self.origin)) / self.bucket_nanos + 1
     }
 
-    fn totals(&self, inner: &Inner, now: Instant) -> (u32, u32, u32) {
+    /// The healthy path of [`record`](Self::record): a success in a closed breaker whose
+    /// window holds no failure and whose current bucket is live cannot change the state, so
+    /// it only counts the call (one atomic add, no lock). `false`: take the locked path.
+    fn record_success_fast(&self, generation: u64, probe: bool, now: Instant) -> bool {
+        if probe
+            || self.config.slow_call.is_some()
+            || self.fast_state.load(Ordering::Acquire) != CLOSED
+            || self.failures.load(Ordering::Relaxed) != 0
+            || self.consecutive.load(Ordering::Relaxed) != 0
+            || generation != self.generation.load(Ordering::Acquire)
+        {
+            return false;
+        }
         let epoch = self.epoch(now);
-        inner
-            .buckets
+        let bucket = &self.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch.load(Ordering::Acquire) != epoch {
+            return false; // a new bucket: the locked path clears it.
+        }
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn totals(&self, now: Instant) -> (u32, u32, u32) {
+        let epoch = self.epoch(now);
+        self.buckets
             .iter()
-            .filter(|b| b.epoch <= epoch && b.epoch + BUCKETS as u64 > epoch)
-            .fold((0, 0, 0), |(c, f, s), b| {
-                (c + b.calls, f + b.failures, s + b.slow)
+            .filter(|b| {
+                let e = b.epoch.load(Ordering::Acquire);
+                e <= epoch && e + BUCKETS as u64 > epoch
+            })
+            .fold((0u32, 0u32, 0u32), |(c, f, s), b| {
+                (
+                    c.saturating_add(b.calls.load(Ordering::Relaxed)),
+                    f.saturating_add(b.failures.load(Ordering::Relaxed)),
+                    s.saturating_add(b.slow.load(Ordering::Relaxed)),
+                )
             })
     }
 
-    fn count(&self, inner: &mut Inner, now: Instant, success: bool, slow: bool) {
+    /// Counts one outcome (under the lock).
+    fn count(&self, now: Instant, success: bool, slow: bool) {
         let epoch = self.epoch(now);
-        let bucket = &mut inner.buckets[(epoch % BUCKETS as u64) as usize];
-        if bucket.epoch != epoch {
-            *bucket = Bucket {
-                epoch,
-                ..Bucket::default()
-            };
+        let bucket = &self.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch.load(Ordering::Acquire) != epoch {
+            bucket.clear(epoch);
         }
-        bucket.calls = bucket.calls.saturating_add(1);
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
         if !success {
-            bucket.failures = bucket.failures.saturating_add(1);
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
         }
         if slow {
-            bucket.slow = bucket.slow.saturating_add(1);
+            bucket.slow.fetch_add(1, Ordering::Relaxed);
         }
-        inner.consecutive = if success {
+        let consecutive = if success {
             0
         } else {
-            inner.consecutive.saturating_add(1)
+            self.consecutive.load(Ordering::Relaxed).saturating_add(1)
         };
-        let (_, failures, _) = self.totals(inner, now);
+        self.consecutive.store(consecutive, Ordering::Relaxed);
+        let (_, failures, _) = self.totals(now);
         self.failures.store(failures, Ordering::Relaxed);
     }
 
-    fn should_trip(&self, inner: &Inner, now: Instant) -> bool {
+    fn should_trip(&self, now: Instant) -> bool {
         let c = &self.config;
-        if c.consecutive_failures > 0 && inner.consecutive >= c.consecutive_failures {
+        if c.consecutive_failures > 0
+            && self.consecutive.load(Ordering::Relaxed) >= c.consecutive_failures
+        {
             return true;
         }
-        let (calls, failures, slow) = self.totals(inner, now);
+        let (calls, failures, slow) = self.totals(now);
         if calls < c.minimum_calls {
             return false;
         }
@@ -706,8 +805,8 @@ impl CircuitBreaker {
             }
             BreakerState::Closed => {
                 inner.trips = 0;
-                inner.consecutive = 0;
-                inner.buckets.fill(Bucket::default());
+                self.consecutive.store(0, Ordering::Relaxed);
+                self.buckets.iter().for_each(|b| b.clear(0));
                 self.failures.store(0, Ordering::Relaxed);
             }
         }

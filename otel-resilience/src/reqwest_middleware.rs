@@ -5,7 +5,8 @@
 //!
 //! `ResendCount` and `SpanAttributes` are set in the middleware `Extensions`, where the
 //! tracing middleware below reads them. A request whose body cannot be cloned (a stream) is
-//! sent once.
+//! sent once. The retry span is opened lazily, as with [`RetryLayer`]: a call whose first
+//! attempt succeeds has none.
 //!
 //! ```
 //! use otel_resilience::{CircuitBreakerMiddleware, RetryMiddleware};
@@ -18,7 +19,10 @@
 //! # let _ = client;
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::Extensions;
 use otel_core::extensions::ResendCount;
@@ -26,7 +30,9 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 use tracing::Instrument;
 
-use crate::breaker_layer::{BreakerShared, push_span_attributes, record_rejection};
+use crate::breaker_layer::{
+    BreakerShared, defer_rejections, push_span_attributes, record_deferred_rejection, reject,
+};
 use crate::breaker_registry::CircuitBreakerRegistry;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::retry_layer::{RetryBudgetExhausted, RetryLayer, RetryShared};
@@ -73,6 +79,10 @@ impl CircuitBreakerMiddleware {
                 registry,
                 fixed: None,
                 classifier: Default::default(),
+                // reqwest-middleware runs the chain as async code (a middleware may await before
+                // it calls the next one), so the attributes travel in the extensions; their cost
+                // is small next to a network call.
+                attributes_in_extensions: true,
             }),
         }
     }
@@ -99,65 +109,89 @@ impl Middleware for RetryMiddleware {
     ) -> Result<Response> {
         let shared = &self.shared;
         let mut call = shared.start(req.method());
-        let span = call.span.clone();
-        let method = req.method().clone();
-        async move {
-            let mut current = req;
-            // Each attempt starts from the caller's extensions: what the layers below pushed
-            // for one attempt (breaker attributes) must not leak into the next.
-            let base = extensions.clone();
-            loop {
-                let spare = current.try_clone();
-                call.state.attempts += 1;
-                shared.count_attempt(call.state.attempts);
-                if call.state.attempts > 1 {
-                    *extensions = base.clone();
-                    extensions.insert(ResendCount(call.state.attempts - 1));
+        let mut current = req;
+        // Each attempt starts from the caller's extensions: what the layers below pushed
+        // for one attempt (breaker attributes) must not leak into the next.
+        let base = extensions.clone();
+        loop {
+            let spare = current.try_clone();
+            call.attempts += 1;
+            shared.count_attempt(call.attempts);
+            if call.attempts > 1 {
+                *extensions = base.clone();
+                extensions.insert(ResendCount(call.attempts - 1));
+            }
+            let attempt = DeferRejections {
+                inner: next.clone().run(current, extensions),
+            };
+            // The logical-call span exists once an attempt failed (see `RetryLayer`).
+            let result = match &call.span {
+                Some(span) => attempt.instrument(span.clone()).await,
+                None => attempt.await,
+            };
+            let failure = match &result {
+                Ok(resp) => shared.policy.classify_response(
+                    resp.status(),
+                    resp.headers(),
+                    shared.clock.system_now(),
+                ),
+                Err(reqwest_middleware::Error::Reqwest(e)) => Some(Failure::from_error(e)),
+                Err(reqwest_middleware::Error::Middleware(e)) => {
+                    Some(Failure::from_error(e.as_ref()))
                 }
-                let result = next.clone().run(current, extensions).await;
-                let failure = match &result {
-                    Ok(resp) => shared.policy.classify_response(
-                        resp.status(),
-                        resp.headers(),
-                        shared.clock.system_now(),
-                    ),
-                    Err(reqwest_middleware::Error::Reqwest(e)) => Some(Failure::from_error(e)),
-                    Err(reqwest_middleware::Error::Middleware(e)) => {
-                        Some(Failure::from_error(e.as_ref()))
+            };
+            let Some(failure) = failure else {
+                shared.record_success();
+                call.finish_ok();
+                return result;
+            };
+            let delay = {
+                let _entered = call.open_span(shared);
+                if let Err(reqwest_middleware::Error::Middleware(e)) = &result {
+                    record_deferred_rejection(e.as_ref());
+                }
+                shared.on_failure(&mut call, &failure, spare.is_some())
+            };
+            match delay {
+                Some(delay) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
                     }
-                };
-                let Some(failure) = failure else {
-                    shared.record_success();
-                    call.finish_ok();
-                    return result;
-                };
-                match shared.on_failure(&mut call, &method, &failure, spare.is_some()) {
-                    Some(delay) => {
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        current = spare.expect("replayable checked by on_failure");
+                    current = spare.expect("replayable checked by on_failure");
+                }
+                None => {
+                    if !call.budget_exhausted() {
+                        return result;
                     }
-                    None => {
-                        if !call.budget_exhausted() {
-                            return result;
-                        }
-                        return result.map_err(|e| {
-                            let attempts = call.state.attempts;
-                            let source: tower::BoxError = match e {
-                                reqwest_middleware::Error::Reqwest(e) => Box::new(e),
-                                reqwest_middleware::Error::Middleware(e) => e.into(),
-                            };
-                            reqwest_middleware::Error::Middleware(
-                                RetryBudgetExhausted { attempts, source }.into(),
-                            )
-                        });
-                    }
+                    return result.map_err(|e| {
+                        let attempts = call.attempts;
+                        let source: tower::BoxError = match e {
+                            reqwest_middleware::Error::Reqwest(e) => Box::new(e),
+                            reqwest_middleware::Error::Middleware(e) => e.into(),
+                        };
+                        reqwest_middleware::Error::Middleware(
+                            RetryBudgetExhausted { attempts, source }.into(),
+                        )
+                    });
                 }
             }
         }
-        .instrument(span)
-        .await
+    }
+}
+
+/// One attempt through the rest of the chain, with the breakers below leaving their
+/// rejection spans to the retry middleware (see `breaker_layer::defer_rejections`).
+#[pin_project::pin_project]
+struct DeferRejections<F> {
+    #[pin]
+    inner: F,
+}
+
+impl<F: Future> Future for DeferRejections<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let inner = self.project().inner;
+        defer_rejections(|| inner.poll(cx))
     }
 }
 
@@ -183,10 +217,7 @@ impl Middleware for CircuitBreakerMiddleware {
         };
         let permit = match breaker.admit() {
             Ok(p) => p,
-            Err(open) => {
-                record_rejection(&open);
-                return Err(reqwest_middleware::Error::Middleware(open.into()));
-            }
+            Err(open) => return Err(reqwest_middleware::Error::Middleware(reject(open).into())),
         };
         push_span_attributes(&breaker, extensions);
         let result = next.run(req, extensions).await;

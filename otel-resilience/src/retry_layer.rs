@@ -3,9 +3,19 @@
 //! [`RetryPolicy`], a [`RetryBudget`] (on by default) and telemetry.
 //!
 //! Telemetry of one logical call:
-//! - an INTERNAL span named `retry {method}` (target `otel_resilience`, level INFO) around all
-//!   attempts, with `retry.max_attempts`, `retry.attempts`, `retry.budget_exhausted`, and on
-//!   final failure `error.type` and status error;
+//! - an INTERNAL span named `retry {method}` (target `otel_resilience`, level INFO) with
+//!   `retry.max_attempts`, `retry.attempts` (the first attempt included),
+//!   `retry.budget_exhausted`, and on final failure `error.type` and status error. It is
+//!   opened lazily, when the first attempt fails (an error status, a transport error, a
+//!   breaker rejection), whether the call is then retried or not: a call whose first attempt
+//!   succeeds, the healthy path, has no retry span at all, only its attempt's client span, as
+//!   the OpenTelemetry HTTP conventions describe an attempt. The retry span is a child of the
+//!   span current when the first attempt failed (the caller's), so the first attempt's client
+//!   span, already ended by then, is its sibling just before it, and every retry's client span
+//!   is its child; a breaker rejection of any attempt is recorded under it. A call made
+//!   outside any span (no current OpenTelemetry span context) opens its retry span at once,
+//!   as the root of all its attempts: opened later it would start a second trace, apart from
+//!   the first attempt's;
 //! - one `retry.attempt` event per retry with `retry.attempt` (the number of the attempt about
 //!   to be sent), `retry.delay_ms`, `retry.reason` (the `error.type` of the failed attempt)
 //!   and `retry.delay_source` (`backoff`, `retry_after`, `pushback`);
@@ -32,12 +42,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider;
+use opentelemetry::trace::TraceContextExt;
 use otel_core::attributes::{self, error_type, semconv};
 use otel_core::extensions::ResendCount;
 use pin_project::pin_project;
@@ -45,6 +56,7 @@ use tower::BoxError;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::breaker_layer::{defer_rejections, record_deferred_rejection};
 use crate::budget::RetryBudget;
 use crate::clock::{SharedClock, TokioClock};
 use crate::config_error::ConfigError;
@@ -224,7 +236,7 @@ where
             state,
             service,
             shared,
-            parts,
+            parts: Some(parts),
             replay: None,
             call,
         }
@@ -241,7 +253,9 @@ where
     state: State<S::Future, B>,
     service: S,
     shared: Arc<RetryShared>,
-    parts: http::request::Parts,
+    /// The request head, kept for the retries (`None` once given to an attempt that cannot
+    /// be retried).
+    parts: Option<http::request::Parts>,
     replay: Option<Bytes>,
     call: LogicalCall,
 }
@@ -275,8 +289,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let span = this.call.span.clone();
-        let _entered = span.enter();
+        // The logical-call span exists once an attempt failed; retries run inside it.
+        let mut _entered = this.call.span.clone().map(tracing::Span::entered);
         loop {
             match this.state.as_mut().project() {
                 StateProj::Buffering { buffer } => {
@@ -284,6 +298,7 @@ where
                         Ok(b) => b,
                         Err(e) => {
                             let e: BoxError = e.into();
+                            _entered = this.call.open_span(this.shared);
                             this.call.finish_error(&Failure::from_error(&*e), false);
                             return Poll::Ready(Err(e));
                         }
@@ -304,29 +319,40 @@ where
                                 }
                                 Buffered::Once(body) => body,
                             };
-                            attempt_request(this.parts, body, 0)
+                            let resendable =
+                                this.replay.is_some() && this.shared.policy.get_max_attempts() > 1;
+                            let parts = match &mut *this.parts {
+                                Some(parts) if resendable => parts.clone(),
+                                // Never resent: the head is not copied.
+                                parts => parts.take().expect("the first attempt has the parts"),
+                            };
+                            Request::from_parts(parts, body)
                         }
                         None => {
                             if let Err(e) = ready!(this.service.poll_ready(cx)) {
                                 let e: BoxError = e.into();
+                                _entered = this.call.open_span(this.shared);
                                 this.call.finish_error(&Failure::from_error(&*e), false);
                                 return Poll::Ready(Err(e));
                             }
+                            let Some(parts) = this.parts.as_ref() else {
+                                unreachable!("a retry keeps the parts")
+                            };
                             let bytes = this.replay.clone().unwrap_or_default();
-                            attempt_request(
-                                this.parts,
-                                B::from_bytes(bytes),
-                                this.call.state.attempts,
-                            )
+                            let mut req = Request::from_parts(parts.clone(), B::from_bytes(bytes));
+                            req.extensions_mut().insert(ResendCount(this.call.attempts));
+                            req
                         }
                     };
-                    this.call.state.attempts += 1;
-                    this.shared.count_attempt(this.call.state.attempts);
-                    let future = this.service.call(req);
+                    this.call.attempts += 1;
+                    this.shared.count_attempt(this.call.attempts);
+                    let service = &mut *this.service;
+                    let future = defer_rejections(|| service.call(req));
                     this.state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::<BoxError>::into);
+                    let result = ready!(defer_rejections(|| future.poll(cx)))
+                        .map_err(Into::<BoxError>::into);
                     let failure = match &result {
                         Ok(resp) => this.shared.policy.classify_response(
                             resp.status(),
@@ -340,13 +366,14 @@ where
                         this.call.finish_ok();
                         return Poll::Ready(result);
                     };
-                    let replayable = this.replay.is_some();
-                    match this.shared.on_failure(
-                        this.call,
-                        &this.parts.method,
-                        &failure,
-                        replayable,
-                    ) {
+                    if _entered.is_none() {
+                        _entered = this.call.open_span(this.shared);
+                    }
+                    if let Err(e) = &result {
+                        record_deferred_rejection(&**e);
+                    }
+                    let replayable = this.replay.is_some() && this.parts.is_some();
+                    match this.shared.on_failure(this.call, &failure, replayable) {
                         Some(delay) if delay.is_zero() => {
                             this.state.set(State::Ready { first: None });
                         }
@@ -393,35 +420,43 @@ impl std::fmt::Debug for RetryShared {
 
 /// The state and span of one logical call.
 pub(crate) struct LogicalCall {
-    pub(crate) span: tracing::Span,
-    pub(crate) state: RetryState,
+    /// The `retry {method}` span, opened when an attempt first fails.
+    pub(crate) span: Option<tracing::Span>,
+    method: Method,
+    /// When the call started: read only for the policy's deadline, so taken only when one is
+    /// set (otherwise when the first attempt failed).
+    started: Option<Instant>,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// The delay waited before the latest attempt.
+    previous_delay: Duration,
     budget_exhausted: bool,
 }
 
 impl RetryShared {
-    /// Opens the logical-call span and counts the request in the budget.
+    /// Counts the request in the budget and starts the call. Under a current span its own
+    /// span waits for a failure; a call made outside any span opens it at once, so that its
+    /// attempts share one trace (see the module docs).
     pub(crate) fn start(&self, method: &Method) -> LogicalCall {
         if let Some(b) = &self.budget {
             b.deposit();
         }
-        let span = tracing::info_span!(
-            target: "otel_resilience",
-            "retry",
-            otel.name = span_name(method),
-            otel.kind = "internal",
-            otel.status_code = tracing::field::Empty,
-            { attributes::RETRY_MAX_ATTEMPTS } = i64::from(self.policy.get_max_attempts()),
-            { attributes::RETRY_ATTEMPTS } = tracing::field::Empty,
-            { attributes::RETRY_BUDGET_EXHAUSTED } = tracing::field::Empty,
-            { semconv::attribute::ERROR_TYPE } = tracing::field::Empty,
-            { attributes::REQUEST_ID } = tracing::field::Empty,
-        );
-        record_request_id(&span);
-        LogicalCall {
-            span,
-            state: RetryState::new(self.clock.now()),
+        let mut call = LogicalCall {
+            span: None,
+            method: method.clone(),
+            started: self.policy.get_deadline().map(|_| self.clock.now()),
+            attempts: 0,
+            previous_delay: Duration::ZERO,
             budget_exhausted: false,
+        };
+        if !has_current_span() {
+            let span = call.new_span(self);
+            // No subscriber wants it: nothing to record, on the healthy path or later.
+            if !span.is_disabled() {
+                call.span = Some(span);
+            }
         }
+        call
     }
 
     pub(crate) fn count_attempt(&self, attempt: u32) {
@@ -437,12 +472,11 @@ impl RetryShared {
         }
     }
 
-    /// After a failed attempt: the delay before the next one, or `None` to give up (the
-    /// span is then finished with the failure).
+    /// After a failed attempt (the call's span is open and entered): the delay before the
+    /// next one, or `None` to give up (the span is then finished with the failure).
     pub(crate) fn on_failure(
         &self,
         call: &mut LogicalCall,
-        method: &Method,
         failure: &Failure,
         replayable: bool,
     ) -> Option<Duration> {
@@ -453,9 +487,14 @@ impl RetryShared {
             b.record_attempt(false);
         }
         let now = self.clock.now();
+        let state = RetryState {
+            started: *call.started.get_or_insert(now),
+            attempts: call.attempts,
+            previous_delay: call.previous_delay,
+        };
         let mut decision = self
             .rng
-            .with(|rng| self.policy.decide(&call.state, method, failure, now, rng));
+            .with(|rng| self.policy.decide(&state, &call.method, failure, now, rng));
         if matches!(decision, Decision::Retry { .. }) && !replayable {
             decision = Decision::GiveUp(GiveUpReason::BodyNotReplayable);
         }
@@ -467,8 +506,8 @@ impl RetryShared {
         }
         match decision {
             Decision::Retry { delay, source } => {
-                call.state.previous_delay = delay;
-                emit_retry_event(call.state.attempts + 1, delay, failure, source);
+                call.previous_delay = delay;
+                emit_retry_event(call.attempts + 1, delay, failure, source);
                 Some(delay)
             }
             Decision::GiveUp(reason) => {
@@ -480,7 +519,7 @@ impl RetryShared {
                         target: "otel_resilience",
                         tracing::Level::WARN,
                         {
-                            { attributes::RETRY_ATTEMPTS } = i64::from(call.state.attempts),
+                            { attributes::RETRY_ATTEMPTS } = i64::from(call.attempts),
                             { attributes::RETRY_REASON } = %failure.error_type(),
                         },
                         "retry.budget_exhausted"
@@ -494,26 +533,58 @@ impl RetryShared {
 }
 
 impl LogicalCall {
+    /// Opens the `retry {method}` span (once), under the current span, and returns it
+    /// entered.
+    pub(crate) fn open_span(&mut self, shared: &RetryShared) -> Option<tracing::span::EnteredSpan> {
+        Some(self.ensure_span(shared).clone().entered())
+    }
+
+    /// The `retry {method}` span, opened under the current span if it is not open yet.
+    fn ensure_span(&mut self, shared: &RetryShared) -> &tracing::Span {
+        if self.span.is_none() {
+            self.span = Some(self.new_span(shared));
+        }
+        self.span.as_ref().expect("just opened")
+    }
+
+    /// A new `retry {method}` span under the current span.
+    fn new_span(&self, shared: &RetryShared) -> tracing::Span {
+        let span = tracing::info_span!(
+            target: "otel_resilience",
+            "retry",
+            otel.name = span_name(&self.method),
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            { attributes::RETRY_MAX_ATTEMPTS } = i64::from(shared.policy.get_max_attempts()),
+            { attributes::RETRY_ATTEMPTS } = tracing::field::Empty,
+            { attributes::RETRY_BUDGET_EXHAUSTED } = tracing::field::Empty,
+            { semconv::attribute::ERROR_TYPE } = tracing::field::Empty,
+            { attributes::REQUEST_ID } = tracing::field::Empty,
+        );
+        record_request_id(&span);
+        span
+    }
+
     pub(crate) fn finish_ok(&self) {
-        self.span
-            .record(attributes::RETRY_ATTEMPTS, i64::from(self.state.attempts));
-        self.span.record(attributes::RETRY_BUDGET_EXHAUSTED, false);
+        // Without a span the first attempt succeeded: its client span tells it all.
+        if let Some(span) = &self.span {
+            span.record(attributes::RETRY_ATTEMPTS, i64::from(self.attempts));
+            span.record(attributes::RETRY_BUDGET_EXHAUSTED, false);
+        }
     }
 
     pub(crate) fn finish_error(&mut self, failure: &Failure, budget_exhausted: bool) {
         self.budget_exhausted = budget_exhausted;
-        self.span
-            .record(attributes::RETRY_ATTEMPTS, i64::from(self.state.attempts));
-        self.span
-            .record(attributes::RETRY_BUDGET_EXHAUSTED, budget_exhausted);
+        let Some(span) = &self.span else { return };
+        span.record(attributes::RETRY_ATTEMPTS, i64::from(self.attempts));
+        span.record(attributes::RETRY_BUDGET_EXHAUSTED, budget_exhausted);
         let error_type = if budget_exhausted {
             std::borrow::Cow::Borrowed(error_type::RETRY_BUDGET_EXHAUSTED)
         } else {
             failure.error_type()
         };
-        self.span
-            .record(semconv::attribute::ERROR_TYPE, &*error_type);
-        self.span.record("otel.status_code", "ERROR");
+        span.record(semconv::attribute::ERROR_TYPE, &*error_type);
+        span.record("otel.status_code", "ERROR");
     }
 
     /// Whether the budget stopped the call.
@@ -526,7 +597,7 @@ impl LogicalCall {
     pub(crate) fn wrap_error(&self, e: BoxError) -> BoxError {
         if self.budget_exhausted {
             Box::new(RetryBudgetExhausted {
-                attempts: self.state.attempts,
+                attempts: self.attempts,
                 source: e,
             })
         } else {
@@ -568,18 +639,11 @@ pub(crate) fn span_name(method: &Method) -> &'static str {
     }
 }
 
-/// Builds the request of one attempt from the kept parts; `resends` > 0 marks a retry.
-fn attempt_request<B>(parts: &http::request::Parts, body: B, resends: u32) -> Request<B> {
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    *req.extensions_mut() = parts.extensions.clone();
-    if resends > 0 {
-        req.extensions_mut().insert(ResendCount(resends));
-    }
-    req
+/// Whether a span is current, to which the first attempt's client span and a retry span
+/// opened later would both belong: a valid current OpenTelemetry span context (the bridge
+/// makes an entered `tracing` span's context current). A few loads, no allocation.
+fn has_current_span() -> bool {
+    opentelemetry::Context::map_current(|cx| cx.span().span_context().is_valid())
 }
 
 /// Records the request id of the request being served (if any) on `span`, so the id a user

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
 use otel_core::attributes::error_type;
 use rand::Rng;
 
@@ -279,6 +279,11 @@ impl RetryPolicy {
         self.max_replay_body
     }
 
+    /// The configured overall deadline, if any.
+    pub fn get_deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
     /// The configured backoff.
     pub fn get_backoff(&self) -> &Backoff {
         &self.backoff
@@ -290,7 +295,8 @@ impl RetryPolicy {
     }
 
     /// Classifies a response: `None` when it is a success for retry purposes. Reads
-    /// `grpc-status` (trailers-only gRPC responses), `Retry-After` and
+    /// `grpc-status` (trailers-only responses) on gRPC responses (`content-type:
+    /// application/grpc*`), the HTTP status on the others, then `Retry-After` and
     /// `grpc-retry-pushback-ms`; `now` converts an HTTP-date `Retry-After`.
     pub fn classify_response(
         &self,
@@ -298,7 +304,12 @@ impl RetryPolicy {
         headers: &HeaderMap,
         now: SystemTime,
     ) -> Option<Failure> {
-        let kind = if let Some(code) = grpc_status(headers) {
+        let grpc = if is_grpc(headers) {
+            grpc_status(headers)
+        } else {
+            None
+        };
+        let kind = if let Some(code) = grpc {
             if code == 0 {
                 return None;
             }
@@ -474,7 +485,7 @@ pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
 
 /// The gRPC status of a trailers-only response (`grpc-status` header), if present and valid.
 pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    let value = headers.get("grpc-status")?;
+    let value = headers.get(&GRPC_STATUS)?;
     std::str::from_utf8(value.as_bytes())
         .ok()?
         .trim()
@@ -482,10 +493,30 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
         .ok()
 }
 
+/// Whether the response is gRPC: its `content-type` is `application/grpc` or
+/// `application/grpc+{subtype}` (the gRPC over HTTP/2 protocol requires it, trailers-only
+/// responses included). A plain HTTP response is classified by its status, whatever headers
+/// it carries; the check costs nothing on a response without headers.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    // `HeaderMap::get` hashes the name before it looks at the map.
+    !headers.is_empty()
+        && headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.len() >= GRPC_CONTENT_TYPE.len()
+                && v[..GRPC_CONTENT_TYPE.len()].eq_ignore_ascii_case(GRPC_CONTENT_TYPE)
+                && matches!(v.get(GRPC_CONTENT_TYPE.len()), None | Some(b'+' | b';'))
+        })
+}
+
 // ---- helpers ----------------------------------------------------------------------------
 
+const GRPC_CONTENT_TYPE: &[u8] = b"application/grpc";
+/// Parsed once: a `&str` key would be parsed into a header name on every lookup.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_RETRY_PUSHBACK: HeaderName = HeaderName::from_static(GRPC_RETRY_PUSHBACK_MS);
+
 fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<ServerDelay> {
-    if let Some(v) = headers.get(GRPC_RETRY_PUSHBACK_MS) {
+    if let Some(v) = headers.get(&GRPC_RETRY_PUSHBACK) {
         let parsed = std::str::from_utf8(v.as_bytes())
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok());
@@ -651,11 +682,44 @@ mod tests {
     }
 
     #[test]
+    fn grpc_status_is_read_on_grpc_responses_only() {
+        let p = RetryPolicy::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", "14".parse().unwrap());
+        // A plain HTTP response is judged by its status, whatever headers it carries.
+        assert_eq!(
+            p.classify_response(StatusCode::OK, &headers, SystemTime::now()),
+            None
+        );
+        for (content_type, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC+json", true),
+            ("application/grpc;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/grpcx", false),
+            ("application/json", false),
+            ("application/grp", false),
+        ] {
+            headers.insert("content-type", content_type.parse().unwrap());
+            assert_eq!(is_grpc(&headers), grpc, "{content_type}");
+            assert_eq!(
+                p.classify_response(StatusCode::OK, &headers, SystemTime::now())
+                    .is_some(),
+                grpc,
+                "{content_type}"
+            );
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
     fn grpc_only_unavailable_and_pushback() {
         let p = RetryPolicy::default();
         let now = Instant::now();
         let state = RetryState::new(now).after_attempts(1);
         let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/grpc".parse().unwrap());
         headers.insert("grpc-status", "14".parse().unwrap());
         headers.insert(GRPC_RETRY_PUSHBACK_MS, "250".parse().unwrap());
         let f = p

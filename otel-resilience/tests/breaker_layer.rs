@@ -81,15 +81,11 @@ fn failing_stub() -> (
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let attrs = req
-            .extensions()
-            .get::<SpanAttributes>()
-            .map(|a| {
-                a.0.iter()
-                    .map(|kv| (kv.key.to_string(), kv.value.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // What a client layer records on its span (inside the breaker's `call`).
+        let mut attrs = Vec::new();
+        SpanAttributes::take(req.extensions(), |kv| {
+            attrs.push((kv.key.to_string(), kv.value.to_string()))
+        });
         s.lock().unwrap().push(attrs);
         async { Ok(status(503)) }
     });

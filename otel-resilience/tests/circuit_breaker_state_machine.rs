@@ -337,3 +337,60 @@ mod held {
         }
     }
 }
+
+#[test]
+fn successes_counted_without_the_lock_still_weigh_in_the_failure_rate() {
+    let _telemetry = TestTelemetry::new();
+    let config = CircuitBreakerConfig::default()
+        .consecutive_failures(0)
+        .minimum_calls(20)
+        .failure_rate(0.5);
+    let (clock, b) = breaker(config);
+    // A healthy window: these successes take the lock-free path (closed, no failure yet).
+    clock.advance(Duration::from_millis(1));
+    succeed(&b, 1); // opens the current bucket (locked path)
+    succeed(&b, 9); // lock-free
+    fail(&b, 9);
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "19 calls: below the minimum"
+    );
+    fail(&b, 1);
+    assert_eq!(b.state(), BreakerState::Open, "10 of 20 failed");
+
+    // Successes on the fast path leave the window with their bucket.
+    let (clock, b) = breaker(
+        CircuitBreakerConfig::default()
+            .consecutive_failures(0)
+            .minimum_calls(10)
+            .failure_rate(0.5),
+    );
+    succeed(&b, 20);
+    clock.advance(Duration::from_secs(11));
+    fail(&b, 9);
+    assert_eq!(b.state(), BreakerState::Closed, "9 calls in the window");
+    fail(&b, 1);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "the old successes no longer dilute the rate"
+    );
+}
+
+#[test]
+fn a_success_after_expired_failures_still_resets_the_run() {
+    let _telemetry = TestTelemetry::new();
+    let (clock, b) = breaker(CircuitBreakerConfig::default());
+    fail(&b, 4);
+    clock.advance(Duration::from_secs(11));
+    succeed(&b, 3);
+    fail(&b, 4);
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "the run of 4 was broken by the successes"
+    );
+    fail(&b, 1);
+    assert_eq!(b.state(), BreakerState::Open);
+}

@@ -13,7 +13,7 @@ use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::{ResendCount, SpanAttributes};
 use otel_core::testing::TestTelemetry;
 use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy};
-use support::{attr, event_attr, request, serve, status};
+use support::{attr, event_attr, request, serve, status, sum_counter};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Per attempt: `ResendCount`, number of `SpanAttributes`, virtual time of the call.
@@ -350,24 +350,6 @@ fn ours(span: &opentelemetry_sdk::trace::SpanData) -> Vec<&opentelemetry::trace:
         .collect()
 }
 
-/// Sum of a u64 counter across its data points.
-fn sum_counter(metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics], name: &str) -> u64 {
-    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    let mut total = 0;
-    for rm in metrics.iter().rev().take(1) {
-        for sm in rm.scope_metrics() {
-            for m in sm.metrics() {
-                if m.name() == name
-                    && let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data()
-                {
-                    total += sum.data_points().map(|p| p.value()).sum::<u64>();
-                }
-            }
-        }
-    }
-    total
-}
-
 /// `layer.layer(svc)` without importing `tower::Layer` everywhere.
 trait LayerService {
     fn layer_service<S>(&self, inner: S) -> otel_resilience::RetryService<S>;
@@ -394,6 +376,8 @@ async fn grpc_unavailable_is_retried_after_the_pushback_and_counted_by_the_break
         async move {
             let mut resp = status(200);
             let code = if n == 1 { "14" } else { "0" };
+            resp.headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
             resp.headers_mut()
                 .insert("grpc-status", code.parse().unwrap());
             if n == 1 {
@@ -439,6 +423,8 @@ async fn grpc_internal_is_not_retried() {
     let telemetry = TestTelemetry::new();
     let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         let mut resp = status(200);
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
         resp.headers_mut()
             .insert("grpc-status", "13".parse().unwrap());
         Ok::<_, std::io::Error>(resp)

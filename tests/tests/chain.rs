@@ -136,8 +136,11 @@ fn check_tree(tree: &Tree) {
     assert_eq!(tree.gateway.parent_span_id.to_string(), USER_SPAN_ID);
     assert!(tree.gateway.parent_span_is_remote);
     assert_child_of(&tree.retry, &tree.gateway);
+    // The retry span opens when the first attempt fails: the first attempt is its sibling
+    // under the gateway, the retry its child.
+    assert_child_of(&tree.attempts[0], &tree.gateway);
+    assert_child_of(&tree.attempts[1], &tree.retry);
     for (attempt, backend) in tree.attempts.iter().zip(&tree.backends) {
-        assert_child_of(attempt, &tree.retry);
         assert_child_of(backend, attempt);
         assert!(backend.parent_span_is_remote);
     }
@@ -162,7 +165,7 @@ fn check_tree(tree: &Tree) {
     );
     assert_eq!(g.status, Status::Unset);
 
-    // The retry span around both attempts.
+    // The retry span of the logical call (both attempts counted).
     let r = &tree.retry;
     assert_eq!(
         text_attr(r, attributes::RETRY_ATTEMPTS).as_deref(),

@@ -46,10 +46,17 @@ async fn breaker_opens_on_the_fifth_failure_and_the_gateway_fails_fast() {
         Some("3")
     );
     assert_eq!(text_attr(&retry, sc::ERROR_TYPE).as_deref(), Some("503"));
-    let attempts = all(&spans, "GET /posts/{author}", SpanKind::Client);
+    let gateway = one(&spans, "GET /dashboard", SpanKind::Server);
+    let mut attempts = all(&spans, "GET /posts/{author}", SpanKind::Client);
+    attempts.sort_by_key(|s| text_attr(s, sc::HTTP_REQUEST_RESEND_COUNT));
     assert_eq!(attempts.len(), 3, "{:?}", summary(&spans));
-    for attempt in &attempts {
-        assert_child_of(attempt, &retry);
+    // The retry span opens when the first attempt fails: the first attempt is its sibling
+    // under the gateway, the retries its children.
+    assert_child_of(&attempts[0], &gateway);
+    for (i, attempt) in attempts.iter().enumerate() {
+        if i > 0 {
+            assert_child_of(attempt, &retry);
+        }
         assert_eq!(
             text_attr(attempt, attributes::CIRCUIT_BREAKER_STATE).as_deref(),
             Some("closed")
@@ -76,8 +83,9 @@ async fn breaker_opens_on_the_fifth_failure_and_the_gateway_fails_fast() {
     let mut attempts = all(&spans, "GET /posts/{author}", SpanKind::Client);
     attempts.sort_by_key(|s| text_attr(s, sc::HTTP_REQUEST_RESEND_COUNT));
     assert_eq!(attempts.len(), 2);
+    assert_child_of(&attempts[0], &gateway);
+    assert_child_of(&attempts[1], &retry);
     for (attempt, failures_before) in attempts.iter().zip(["3", "4"]) {
-        assert_child_of(attempt, &retry);
         assert_eq!(
             text_attr(attempt, attributes::CIRCUIT_BREAKER_FAILURES).as_deref(),
             Some(failures_before)
@@ -156,13 +164,12 @@ async fn breaker_opens_on_the_fifth_failure_and_the_gateway_fails_fast() {
     let (status, spans) = dashboard(&telemetry, &shop, "up-4").await;
     assert_eq!(status, 200);
     assert_eq!(shop.backend_calls(), 6);
-    let retry = one(&spans, "retry GET", SpanKind::Internal);
+    // The probe succeeded at the first attempt: the healthy path has no retry span, the
+    // probe's client span is the gateway's child.
+    assert!(all(&spans, "retry GET", SpanKind::Internal).is_empty());
+    let gateway = one(&spans, "GET /dashboard", SpanKind::Server);
     let probe = one(&spans, "GET /posts/{author}", SpanKind::Client);
-    assert_child_of(&probe, &retry);
-    assert_eq!(
-        text_attr(&retry, attributes::RETRY_ATTEMPTS).as_deref(),
-        Some("1")
-    );
+    assert_child_of(&probe, &gateway);
     assert_eq!(
         text_attr(&probe, attributes::CIRCUIT_BREAKER_STATE).as_deref(),
         Some("half_open")

@@ -135,11 +135,7 @@ impl ClientCall {
                 { sc::ERROR_TYPE } = Empty,
                 { attributes::REQUEST_ID } = request_id.map(RequestId::as_str),
             );
-            if let Some(extra) = extensions.get::<SpanAttributes>() {
-                for kv in &extra.0 {
-                    span.set_attribute(kv.key.clone(), kv.value.clone());
-                }
-            }
+            SpanAttributes::take(extensions, |kv| span.set_attribute(kv.key, kv.value));
             Some((span, url))
         };
 

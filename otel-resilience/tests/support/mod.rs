@@ -128,3 +128,24 @@ pub fn event_attr(event: &opentelemetry::trace::Event, key: &str) -> Option<Stri
 pub fn attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
     otel_core::testing::TestTelemetry::attr(span, key).map(|v| v.to_string())
 }
+
+/// Sum of a u64 counter across its data points.
+pub fn sum_counter(
+    metrics: &[opentelemetry_sdk::metrics::data::ResourceMetrics],
+    name: &str,
+) -> u64 {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    let mut total = 0;
+    for rm in metrics.iter().rev().take(1) {
+        for sm in rm.scope_metrics() {
+            for m in sm.metrics() {
+                if m.name() == name
+                    && let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data()
+                {
+                    total += sum.data_points().map(|p| p.value()).sum::<u64>();
+                }
+            }
+        }
+    }
+    total
+}
