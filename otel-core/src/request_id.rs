@@ -208,6 +208,30 @@ pub struct Accepted {
     pub id: RequestId,
     /// Whether it was accepted, generated or replaced.
     pub outcome: Outcome,
+    /// The header value the id was read from, when it was accepted.
+    incoming: Option<HeaderValue>,
+}
+
+impl Accepted {
+    /// The id as a header value, to echo it on the response: the incoming value itself when
+    /// the id was accepted (its bytes are shared with the request, not copied), a new value
+    /// for a generated id.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use otel_core::request_id::RequestIdConfig;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-request-id", "order-42".parse().unwrap());
+    /// let accepted = RequestIdConfig::default().accept(&headers);
+    /// assert_eq!(accepted.header_value(), "order-42");
+    /// ```
+    pub fn header_value(&self) -> HeaderValue {
+        match &self.incoming {
+            Some(value) => value.clone(),
+            None => self.id.to_header_value(),
+        }
+    }
 }
 
 /// Which headers carry the request id, and how it is forwarded.
@@ -304,6 +328,7 @@ impl RequestIdConfig {
                         return Accepted {
                             id,
                             outcome: Outcome::Accepted,
+                            incoming: Some(value.clone()),
                         };
                     }
                     Err(_) => rejected = true,
@@ -320,6 +345,7 @@ impl RequestIdConfig {
             } else {
                 Outcome::Generated
             },
+            incoming: None,
         }
     }
 
@@ -345,7 +371,13 @@ impl RequestIdConfig {
 
     /// Sets the id on a response under the primary header name (never prefixed).
     pub fn echo(&self, id: &RequestId, headers: &mut HeaderMap) {
-        headers.insert(self.primary_header().clone(), id.to_header_value());
+        self.echo_value(id.to_header_value(), headers);
+    }
+
+    /// Like [`echo`](Self::echo), with the value already made, e.g. by
+    /// [`Accepted::header_value`] (which shares the incoming bytes instead of copying them).
+    pub fn echo_value(&self, value: HeaderValue, headers: &mut HeaderMap) {
+        headers.insert(self.primary_header().clone(), value);
     }
 }
 

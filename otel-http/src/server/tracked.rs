@@ -4,16 +4,20 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::Response;
+use http::{HeaderValue, Response};
 use opentelemetry::{Context, KeyValue};
-use otel_core::RequestId;
 use otel_core::attributes::{self, error_type, semconv::attribute as sc};
 use otel_core::repeated_shape::Scope;
+use smallvec::SmallVec;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ServerConfig;
 
 /// What one traced request needs until it ends.
+///
+/// Boxed by the response future and body (`Box<Tracked>`): it is moved several times on its
+/// way from the call to the end of the body, and a pointer keeps the future and body of an
+/// untraced request (SDK disabled, filtered path) as small as the inner ones.
 pub(crate) struct Tracked {
     pub(crate) config: Arc<ServerConfig>,
     /// The SERVER span of a sampled request.
@@ -23,17 +27,22 @@ pub(crate) struct Tracked {
     /// The request's N+1 detection scope (when the detector is on). Finished before the span
     /// ends, so its findings land on the span and the span/scope cycle is broken.
     pub(crate) scope: Option<Scope>,
-    pub(crate) route: Option<Arc<str>>,
+    /// `http.route`, moved into the duration metric's attributes when the request ends.
+    route: Option<Arc<str>>,
     start: Instant,
     method: &'static str,
     scheme: &'static str,
     version: &'static str,
-    request_id: Option<RequestId>,
+    /// The request id header value echoed on the response.
+    echo: Option<HeaderValue>,
     status: Option<u16>,
     error_type: Option<Cow<'static, str>>,
     active: bool,
     finished: bool,
 }
+
+/// The attributes of one request's metrics, on the stack: at most six, no allocation.
+type MetricAttributes = SmallVec<[KeyValue; 6]>;
 
 impl Tracked {
     pub(crate) fn new(
@@ -43,7 +52,7 @@ impl Tracked {
         route: Option<Arc<str>>,
         scheme: &'static str,
         version: &'static str,
-        request_id: Option<RequestId>,
+        echo: Option<HeaderValue>,
     ) -> Self {
         Tracked {
             config,
@@ -55,7 +64,7 @@ impl Tracked {
             method,
             scheme,
             version,
-            request_id,
+            echo,
             status: None,
             error_type: None,
             active: false,
@@ -77,8 +86,10 @@ impl Tracked {
         if status >= 500 {
             self.error_type = Some(Cow::Owned(status.to_string()));
         }
-        if let Some(id) = &self.request_id {
-            self.config.request_id.echo(id, response.headers_mut());
+        if let Some(value) = self.echo.take() {
+            self.config
+                .request_id
+                .echo_value(value, response.headers_mut());
         }
         if let Some(span) = &self.span {
             span.record(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
@@ -116,7 +127,7 @@ impl Tracked {
     }
 
     /// Ends the request: metrics, then the span (dropping it closes it).
-    pub(crate) fn finish(mut self, body_complete: bool) {
+    pub(crate) fn finish(mut self: Box<Self>, body_complete: bool) {
         self.end(body_complete);
     }
 
@@ -129,11 +140,12 @@ impl Tracked {
             span.record(attributes::HTTP_RESPONSE_BODY_INCOMPLETE, true);
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let mut attrs = Vec::with_capacity(6);
-        attrs.extend(self.active_attributes());
+        // `method` and `url.scheme` first: they are also the active-requests attributes.
+        let mut attrs: MetricAttributes = self.active_attributes().into_iter().collect();
         attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
-        if let Some(route) = &self.route {
-            attrs.push(KeyValue::new(sc::HTTP_ROUTE, route.clone()));
+        // The request is over: the route moves into its attribute, no reference-count churn.
+        if let Some(route) = self.route.take() {
+            attrs.push(KeyValue::new(sc::HTTP_ROUTE, route));
         }
         if let Some(status) = self.status {
             attrs.push(KeyValue::new(
@@ -146,10 +158,7 @@ impl Tracked {
         }
         self.config.metrics.duration.record(elapsed, &attrs);
         if self.active {
-            self.config
-                .metrics
-                .active
-                .add(-1, &self.active_attributes());
+            self.config.metrics.active.add(-1, &attrs[..2]);
             self.active = false;
         }
         if let Some(scope) = self.scope.take() {
