@@ -149,7 +149,10 @@ impl RequestId {
 
     /// The request id stored in `cx`, if any.
     pub fn from_context(cx: &Context) -> Option<&RequestId> {
+        // A value of its own first (the innermost), else the one a server layer stored with
+        // its sampling decision (`sampling::decide_for_request`).
         cx.get::<RequestId>()
+            .or_else(|| crate::sampling::request_id_of(cx))
     }
 
     /// The request id of the current OpenTelemetry context (the request being served).
@@ -158,7 +161,7 @@ impl RequestId {
     /// unsampled one it is the context the server layer attached.
     pub fn current() -> Option<RequestId> {
         let cx = crate::context::current();
-        cx.get::<RequestId>().cloned()
+        RequestId::from_context(&cx).cloned()
     }
 
     /// This id with `prefix.` in front, unless that would exceed [`MAX_LEN`].

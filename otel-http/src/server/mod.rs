@@ -5,7 +5,7 @@
 //! service over `http::Request` (give it a [`route_extractor`](HttpServerLayerBuilder::route_extractor)).
 //!
 //! Per request it extracts the parent context with the configured propagator, accepts or
-//! generates the request id, then asks [`otel_core::sampling::decide`] *before* building
+//! generates the request id, then asks [`otel_core::sampling::decide_for_request`] *before* building
 //! anything:
 //!
 //! - sampled: a SERVER `tracing` span (target `otel_http`) with the stable HTTP attributes,
@@ -278,15 +278,15 @@ where
         let scheme = request_info::scheme(&req, config.trust_forwarded);
         let version = request_info::protocol_version(req.version());
 
-        let (sampled, cx) = match sampling::decide(&parent, name.as_str(), SpanKind::Server) {
-            Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
-            Decision::Sampled(cx) => (true, cx),
-            Decision::Unsampled(cx) => (false, cx),
-        };
-        let with_id = |cx: opentelemetry::Context| match &accepted {
-            Some(a) => cx.with_value(a.id.clone()),
-            None => cx,
-        };
+        // The request id goes into the context with the decision (for a sampled request, in
+        // the same entry as the sampling marker).
+        let id = accepted.as_ref().map(|a| a.id.clone());
+        let (sampled, mut cx) =
+            match sampling::decide_for_request(&parent, name.as_str(), SpanKind::Server, id) {
+                Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
+                Decision::Sampled(cx) => (true, cx),
+                Decision::Unsampled(cx) => (false, cx),
+            };
         if let Some(a) = &accepted {
             req.extensions_mut().insert(a.id.clone());
         }
@@ -338,7 +338,6 @@ where
                 version,
                 echo,
             ));
-            let mut cx = with_id(cx);
             if repeated_shape::is_enabled() {
                 // Queries and calls made below this span count in one N+1 scope; the
                 // scope is finished (and lets go of the span) when the request ends.
@@ -375,7 +374,6 @@ where
                 version,
                 echo,
             ));
-            let mut cx = with_id(cx);
             if repeated_shape::is_enabled() {
                 let scope = Scope::new(tracing::Span::none()).named(name.to_owned_name());
                 cx = cx.with_value(scope.clone());
