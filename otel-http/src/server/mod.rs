@@ -29,6 +29,7 @@
 mod body;
 mod future;
 pub(crate) mod request_info;
+mod route_cache;
 mod tracked;
 
 pub use body::ResponseBody;
@@ -54,6 +55,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::ServerMetrics;
 use crate::redact::{self, QueryRedactor};
+use route_cache::RouteCache;
 use tracked::Tracked;
 
 /// Maps a request to its route template (`/users/{id}`), for servers without axum's
@@ -223,6 +225,7 @@ impl HttpServerLayerBuilder {
                 filter: self.filter,
                 trust_forwarded: self.trust_forwarded,
                 traceparent_in_response: self.traceparent_in_response,
+                routes: RouteCache::default(),
             }),
         }
     }
@@ -272,8 +275,7 @@ where
             None => otel_core::propagation::extract(req.headers()),
         };
         let method = request_info::method(req.method());
-        let route = config.route(&req);
-        let name = request_info::span_name(method, route.as_deref());
+        let (route, name) = config.route_and_name(&req, method);
         let accepted = config.request_id.accept_optional(req.headers());
         let scheme = request_info::scheme(&req, config.trust_forwarded);
         let version = request_info::protocol_version(req.version());
@@ -403,18 +405,44 @@ pub(crate) struct ServerConfig {
     pub(crate) filter: Option<Arc<RequestFilter>>,
     pub(crate) trust_forwarded: bool,
     pub(crate) traceparent_in_response: bool,
+    /// Route templates and span names, shared by the requests.
+    pub(crate) routes: RouteCache,
 }
 
 impl ServerConfig {
-    fn route<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+    /// The request's route template and span name, shared from the route cache when possible.
+    fn route_and_name<B>(
+        &self,
+        req: &Request<B>,
+        method: &'static str,
+    ) -> (Option<Arc<str>>, request_info::SpanName) {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(Arc::from(path.as_str()));
+            return self.named(method, path.as_str());
         }
-        self.route_extractor
+        match self
+            .route_extractor
             .as_ref()
             .and_then(|f| f(req.uri(), req.extensions()))
-            .map(Arc::from)
+        {
+            Some(route) => self.named(method, &route),
+            None => (None, request_info::span_name(method, None)),
+        }
+    }
+
+    fn named(
+        &self,
+        method: &'static str,
+        route: &str,
+    ) -> (Option<Arc<str>>, request_info::SpanName) {
+        match self.routes.get(method, route) {
+            Some((route, name)) => (Some(route), request_info::SpanName::Shared(name)),
+            // The cache is full: build both for this request.
+            None => (
+                Some(Arc::from(route)),
+                request_info::span_name(method, Some(route)),
+            ),
+        }
     }
 }
 

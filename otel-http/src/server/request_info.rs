@@ -1,6 +1,8 @@
 //! Reading the HTTP semantic-convention values off an incoming request.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Method, Request, Version};
 
@@ -29,33 +31,27 @@ pub(crate) fn method_original<'a>(known: &str, method: &'a Method) -> Option<&'a
 /// `{method} {route}`, `{method}` without a route, `HTTP` for unknown methods.
 pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> SpanName {
     let method = if method == "_OTHER" { "HTTP" } else { method };
-    let Some(route) = route else {
-        return SpanName::Static(method);
-    };
-    let len = method.len() + 1 + route.len();
-    if len > INLINE_NAME {
-        return SpanName::Heap(format!("{method} {route}"));
+    match route {
+        Some(route) => {
+            let mut name = String::with_capacity(method.len() + 1 + route.len());
+            name.push_str(method);
+            name.push(' ');
+            name.push_str(route);
+            SpanName::Owned(name)
+        }
+        None => SpanName::Static(method),
     }
-    let mut buf = [0u8; INLINE_NAME];
-    buf[..method.len()].copy_from_slice(method.as_bytes());
-    buf[method.len()] = b' ';
-    buf[method.len() + 1..len].copy_from_slice(route.as_bytes());
-    SpanName::Inline { len, buf }
 }
 
-/// Longest span name kept on the stack; route templates are nearly always shorter.
-const INLINE_NAME: usize = 96;
-
-/// A span name built without allocating when it fits on the stack: the sampling decision and
-/// the span macro only borrow it, and an unsampled request needs nothing else. (A dozen lines
-/// of our own instead of a small-string dependency.)
+/// A span name: static (method only), shared (from the layer's
+/// [`RouteCache`](super::route_cache::RouteCache)) or built for this request.
 pub(crate) enum SpanName {
     /// The method alone (no route).
     Static(&'static str),
-    /// `{method} {route}`, up to [`INLINE_NAME`] bytes.
-    Inline { len: usize, buf: [u8; INLINE_NAME] },
-    /// A longer `{method} {route}`.
-    Heap(String),
+    /// `{method} {route}` kept by the layer.
+    Shared(Arc<str>),
+    /// `{method} {route}` built for this request.
+    Owned(String),
 }
 
 impl SpanName {
@@ -63,17 +59,16 @@ impl SpanName {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             SpanName::Static(s) => s,
-            // Two `str`s and an ASCII space joined: always UTF-8.
-            SpanName::Inline { len, buf } => std::str::from_utf8(&buf[..*len]).unwrap_or(""),
-            SpanName::Heap(s) => s,
+            SpanName::Shared(s) => s,
+            SpanName::Owned(s) => s,
         }
     }
 
     /// The name as an owned string (e.g. for an N+1 scope).
-    pub(crate) fn to_owned_name(&self) -> std::borrow::Cow<'static, str> {
+    pub(crate) fn to_owned_name(&self) -> Cow<'static, str> {
         match self {
-            SpanName::Static(s) => std::borrow::Cow::Borrowed(s),
-            _ => std::borrow::Cow::Owned(self.as_str().to_owned()),
+            SpanName::Static(s) => Cow::Borrowed(s),
+            _ => Cow::Owned(self.as_str().to_owned()),
         }
     }
 }
@@ -178,17 +173,12 @@ mod tests {
         assert_eq!(method(&other), "_OTHER");
         assert_eq!(span_name(method(&other), None).as_str(), "HTTP");
         assert_eq!(span_name("GET", None).to_owned_name(), "GET");
-        // Longer than the inline buffer: still the whole name.
-        let long_route = format!("/{}", "a".repeat(200));
-        let long = span_name("POST", Some(&long_route));
-        assert!(matches!(long, SpanName::Heap(_)));
-        assert_eq!(long.as_str(), format!("POST {long_route}"));
-        assert_eq!(long.to_owned_name(), format!("POST {long_route}"));
-        // Exactly the inline capacity.
-        let fits = format!("/{}", "b".repeat(INLINE_NAME - 5));
-        let inline = span_name("GET", Some(&fits));
-        assert!(matches!(inline, SpanName::Inline { .. }));
-        assert_eq!(inline.as_str(), format!("GET {fits}"));
+        assert!(matches!(span_name("GET", None), SpanName::Static("GET")));
+        assert_eq!(
+            span_name("GET", Some("/a")).to_owned_name(),
+            Cow::<str>::Owned("GET /a".into())
+        );
+        assert_eq!(SpanName::Shared(Arc::from("PUT /b")).as_str(), "PUT /b");
 
         let req = Request::get("/x")
             .header("host", "example.com:8443")
