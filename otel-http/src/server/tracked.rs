@@ -142,7 +142,9 @@ impl Tracked {
         }
         let elapsed = self.start.elapsed().as_secs_f64();
         // `method` and `url.scheme` first: they are also the active-requests attributes.
-        let mut attrs: MetricAttributes = self.active_attributes().into_iter().collect();
+        let mut attrs = MetricAttributes::new();
+        attrs.push(KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method));
+        attrs.push(KeyValue::new(sc::URL_SCHEME, self.scheme));
         attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
         // The request is over: the route moves into its attribute, no reference-count churn.
         if let Some(route) = self.route.take() {
