@@ -76,16 +76,20 @@ const INLINE_CAP: usize = 46;
 
 impl Repr {
     fn new(s: &str) -> Self {
-        if s.len() <= INLINE_CAP {
-            let mut buf = [0u8; INLINE_CAP];
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            Repr::Inline {
-                len: s.len() as u8,
-                buf,
-            }
-        } else {
-            Repr::Shared(Arc::from(s))
+        Repr::inline(s.as_bytes()).unwrap_or_else(|| Repr::Shared(Arc::from(s)))
+    }
+
+    /// The inline form of `bytes` (validated ASCII), or `None` when they do not fit.
+    fn inline(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > INLINE_CAP {
+            return None;
         }
+        let mut buf = [0u8; INLINE_CAP];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(Repr::Inline {
+            len: bytes.len() as u8,
+            buf,
+        })
     }
 
     fn as_str(&self) -> &str {
@@ -131,9 +135,13 @@ impl RequestId {
     /// Validates raw header bytes as a request id.
     pub fn parse(bytes: &[u8]) -> Result<Self, InvalidRequestId> {
         validate(bytes)?;
-        // Validation guarantees ASCII, hence UTF-8.
+        // Short ids are copied as they are (validated ASCII, read back through `as_str`);
+        // validation guarantees ASCII, hence UTF-8, for the shared form.
+        if let Some(inline) = Repr::inline(bytes) {
+            return Ok(RequestId(inline));
+        }
         let s = std::str::from_utf8(bytes).map_err(|_| InvalidRequestId::ForbiddenByte(0))?;
-        Ok(RequestId(Repr::new(s)))
+        Ok(RequestId(Repr::Shared(Arc::from(s))))
     }
 
     /// The id as a string slice.
