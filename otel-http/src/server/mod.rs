@@ -274,8 +274,9 @@ where
             Some(p) => otel_core::propagation::extract_with(&**p, req.headers()),
             None => otel_core::propagation::extract(req.headers()),
         };
-        let method = request_info::method(req.method());
-        let (route, name) = config.route_and_name(&req, method);
+        let method_index = request_info::method_index(req.method());
+        let method = request_info::METHODS[method_index];
+        let (route, name) = config.route_and_name(&req, method_index);
         let accepted = config.request_id.accept_optional(req.headers());
         let scheme = request_info::scheme(&req, config.trust_forwarded);
         let version = request_info::protocol_version(req.version());
@@ -334,7 +335,7 @@ where
             let mut tracked = Box::new(Tracked::new(
                 config.clone(),
                 start,
-                method,
+                method_index,
                 route,
                 scheme,
                 version,
@@ -370,7 +371,7 @@ where
             let mut tracked = Box::new(Tracked::new(
                 config.clone(),
                 start,
-                method,
+                method_index,
                 route,
                 scheme,
                 version,
@@ -414,7 +415,7 @@ impl ServerConfig {
     fn route_and_name<B>(
         &self,
         req: &Request<B>,
-        method: &'static str,
+        method: usize,
     ) -> (Option<Arc<str>>, request_info::SpanName) {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
@@ -426,21 +427,20 @@ impl ServerConfig {
             .and_then(|f| f(req.uri(), req.extensions()))
         {
             Some(route) => self.named(method, &route),
-            None => (None, request_info::span_name(method, None)),
+            None => (
+                None,
+                request_info::span_name(request_info::METHODS[method], None),
+            ),
         }
     }
 
-    fn named(
-        &self,
-        method: &'static str,
-        route: &str,
-    ) -> (Option<Arc<str>>, request_info::SpanName) {
+    fn named(&self, method: usize, route: &str) -> (Option<Arc<str>>, request_info::SpanName) {
         match self.routes.get(method, route) {
             Some((route, name)) => (Some(route), request_info::SpanName::Shared(name)),
             // The cache is full: build both for this request.
             None => (
                 Some(Arc::from(route)),
-                request_info::span_name(method, Some(route)),
+                request_info::span_name(request_info::METHODS[method], Some(route)),
             ),
         }
     }

@@ -6,20 +6,31 @@ use std::sync::Arc;
 
 use http::{Method, Request, Version};
 
+/// The values of `http.request.method`, indexed by [`method_index`].
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// The position of `http.request.method` in [`METHODS`]: the known methods as is, `_OTHER`
+/// for anything else.
+pub(crate) fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
 /// `http.request.method`: the known methods as is, `_OTHER` for anything else.
 pub(crate) fn method(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
+    METHODS[method_index(method)]
 }
 
 /// `http.request.method_original`: the method as sent when it is not a known one (cut at 32

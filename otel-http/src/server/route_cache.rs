@@ -8,8 +8,8 @@
 //!
 //! ```text
 //! let cache = RouteCache::default();
-//! let (route, name) = cache.get("GET", "/users/{id}");   // built once
-//! let (route, name) = cache.get("POST", "/users/{id}");  // route shared, name built once
+//! let (route, name) = cache.get(GET, "/users/{id}");   // built once
+//! let (route, name) = cache.get(POST, "/users/{id}");  // route shared, name built once
 //! ```
 
 use std::collections::HashMap;
@@ -19,10 +19,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 /// paths, say), names are built per request and memory stays bounded.
 pub(crate) const MAX_ROUTES: usize = 1024;
 
-/// The methods of `request_info::method`, in the order of their name slots.
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
-];
+use super::request_info::METHODS;
 
 /// Route templates seen by one layer, with their span names per method. Hashed with
 /// `foldhash` (randomly seeded, several times faster than SipHash on short keys; the map is
@@ -39,13 +36,13 @@ struct Entry {
 }
 
 impl RouteCache {
-    /// The shared route string and the span name of `method` on `route`; `None` when the
-    /// cache is full and `route` is not in it.
-    pub(crate) fn get(&self, method: &'static str, route: &str) -> Option<(Arc<str>, Arc<str>)> {
+    /// The shared route string and the span name of the method at `method` (an index in
+    /// [`METHODS`]) on `route`; `None` when the cache is full and `route` is not in it.
+    pub(crate) fn get(&self, method: usize, route: &str) -> Option<(Arc<str>, Arc<str>)> {
         let entry = self.entry(route)?;
-        let slot = METHODS.iter().position(|m| *m == method).unwrap_or(9);
-        let name = entry.names[slot].get_or_init(|| {
-            Arc::from(super::request_info::span_name(method, Some(route)).as_str())
+        let method = method.min(METHODS.len() - 1);
+        let name = entry.names[method].get_or_init(|| {
+            Arc::from(super::request_info::span_name(METHODS[method], Some(route)).as_str())
         });
         Some((entry.route.clone(), name.clone()))
     }
@@ -84,21 +81,21 @@ mod tests {
     #[test]
     fn shares_routes_and_names_and_stays_bounded() {
         let cache = RouteCache::default();
-        let (route, name) = cache.get("GET", "/users/{id}").unwrap();
+        let (route, name) = cache.get(0, "/users/{id}").unwrap();
         assert_eq!((&*route, &*name), ("/users/{id}", "GET /users/{id}"));
-        let (route2, name2) = cache.get("GET", "/users/{id}").unwrap();
+        let (route2, name2) = cache.get(0, "/users/{id}").unwrap();
         assert!(Arc::ptr_eq(&route, &route2) && Arc::ptr_eq(&name, &name2));
-        let (route3, name3) = cache.get("POST", "/users/{id}").unwrap();
+        let (route3, name3) = cache.get(1, "/users/{id}").unwrap();
         assert!(Arc::ptr_eq(&route, &route3));
         assert_eq!(&*name3, "POST /users/{id}");
         // Unknown methods are named `HTTP`, as without the cache.
-        assert_eq!(&*cache.get("_OTHER", "/x").unwrap().1, "HTTP /x");
+        assert_eq!(&*cache.get(9, "/x").unwrap().1, "HTTP /x");
 
         for i in 0..MAX_ROUTES {
-            cache.get("GET", &format!("/r{i}"));
+            cache.get(0, &format!("/r{i}"));
         }
-        assert!(cache.get("GET", "/one-too-many").is_none());
+        assert!(cache.get(0, "/one-too-many").is_none());
         // Routes already kept are still served.
-        assert!(cache.get("GET", "/users/{id}").is_some());
+        assert!(cache.get(0, "/users/{id}").is_some());
     }
 }

@@ -1,7 +1,7 @@
 //! Per-request state carried from the call through the response future to the end of the body.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use http::{HeaderValue, Response};
@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ServerConfig;
+use super::request_info::METHODS;
 
 /// What one traced request needs until it ends.
 ///
@@ -31,7 +32,8 @@ pub(crate) struct Tracked {
     /// `http.route`, moved into the duration metric's attributes when the request ends.
     route: Option<Arc<str>>,
     start: Instant,
-    method: &'static str,
+    /// Index of `http.request.method` in [`METHODS`].
+    method: usize,
     scheme: &'static str,
     version: &'static str,
     /// The request id header value echoed on the response.
@@ -49,7 +51,7 @@ impl Tracked {
     pub(crate) fn new(
         config: Arc<ServerConfig>,
         start: Instant,
-        method: &'static str,
+        method: usize,
         route: Option<Arc<str>>,
         scheme: &'static str,
         version: &'static str,
@@ -75,7 +77,7 @@ impl Tracked {
 
     /// Counts the request in `http.server.active_requests`.
     pub(crate) fn start_active(&mut self) {
-        self.config.metrics.active.add(1, &self.active_attributes());
+        self.config.metrics.active.add(1, self.active_attributes());
         self.active = true;
     }
 
@@ -141,9 +143,8 @@ impl Tracked {
             span.record(attributes::HTTP_RESPONSE_BODY_INCOMPLETE, true);
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        // `method` and `url.scheme` first: they are also the active-requests attributes.
         let mut attrs = MetricAttributes::new();
-        attrs.push(KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method));
+        attrs.push(KeyValue::new(sc::HTTP_REQUEST_METHOD, METHODS[self.method]));
         attrs.push(KeyValue::new(sc::URL_SCHEME, self.scheme));
         attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
         // The request is over: the route moves into its attribute, no reference-count churn.
@@ -161,7 +162,7 @@ impl Tracked {
         }
         self.config.metrics.duration.record(elapsed, &attrs);
         if self.active {
-            self.config.metrics.active.add(-1, &attrs[..2]);
+            self.config.metrics.active.add(-1, self.active_attributes());
             self.active = false;
         }
         if let Some(scope) = self.scope.take() {
@@ -178,12 +179,26 @@ impl Tracked {
         }
     }
 
-    /// Static strings only: no allocation on the hot path.
-    fn active_attributes(&self) -> [KeyValue; 2] {
-        [
-            KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method),
-            KeyValue::new(sc::URL_SCHEME, self.scheme),
-        ]
+    /// The attributes of `http.server.active_requests`, built once per method and scheme:
+    /// making and dropping two `KeyValue`s on every call cost more than the call itself.
+    fn active_attributes(&self) -> &'static [KeyValue] {
+        static ATTRIBUTES: LazyLock<Vec<[KeyValue; 2]>> = LazyLock::new(|| {
+            METHODS
+                .iter()
+                .flat_map(|method| {
+                    ["http", "https"].map(|scheme| {
+                        [
+                            KeyValue::new(sc::HTTP_REQUEST_METHOD, *method),
+                            KeyValue::new(sc::URL_SCHEME, scheme),
+                        ]
+                    })
+                })
+                .collect()
+        });
+        let https = usize::from(self.scheme == "https");
+        ATTRIBUTES
+            .get(self.method * 2 + https)
+            .map_or(&[], |attributes| attributes.as_slice())
     }
 }
 
