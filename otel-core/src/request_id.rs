@@ -76,16 +76,20 @@ const INLINE_CAP: usize = 46;
 
 impl Repr {
     fn new(s: &str) -> Self {
-        if s.len() <= INLINE_CAP {
-            let mut buf = [0u8; INLINE_CAP];
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            Repr::Inline {
-                len: s.len() as u8,
-                buf,
-            }
-        } else {
-            Repr::Shared(Arc::from(s))
+        Repr::inline(s.as_bytes()).unwrap_or_else(|| Repr::Shared(Arc::from(s)))
+    }
+
+    /// The inline form of `bytes` (validated ASCII), or `None` when they do not fit.
+    fn inline(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > INLINE_CAP {
+            return None;
         }
+        let mut buf = [0u8; INLINE_CAP];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(Repr::Inline {
+            len: bytes.len() as u8,
+            buf,
+        })
     }
 
     fn as_str(&self) -> &str {
@@ -131,9 +135,13 @@ impl RequestId {
     /// Validates raw header bytes as a request id.
     pub fn parse(bytes: &[u8]) -> Result<Self, InvalidRequestId> {
         validate(bytes)?;
-        // Validation guarantees ASCII, hence UTF-8.
+        // Short ids are copied as they are (validated ASCII, read back through `as_str`);
+        // validation guarantees ASCII, hence UTF-8, for the shared form.
+        if let Some(inline) = Repr::inline(bytes) {
+            return Ok(RequestId(inline));
+        }
         let s = std::str::from_utf8(bytes).map_err(|_| InvalidRequestId::ForbiddenByte(0))?;
-        Ok(RequestId(Repr::new(s)))
+        Ok(RequestId(Repr::Shared(Arc::from(s))))
     }
 
     /// The id as a string slice.
@@ -149,7 +157,10 @@ impl RequestId {
 
     /// The request id stored in `cx`, if any.
     pub fn from_context(cx: &Context) -> Option<&RequestId> {
+        // A value of its own first (the innermost), else the one a server layer stored with
+        // its sampling decision (`sampling::decide_for_request`).
         cx.get::<RequestId>()
+            .or_else(|| crate::sampling::request_id_of(cx))
     }
 
     /// The request id of the current OpenTelemetry context (the request being served).
@@ -158,7 +169,7 @@ impl RequestId {
     /// unsampled one it is the context the server layer attached.
     pub fn current() -> Option<RequestId> {
         let cx = crate::context::current();
-        cx.get::<RequestId>().cloned()
+        RequestId::from_context(&cx).cloned()
     }
 
     /// This id with `prefix.` in front, unless that would exceed [`MAX_LEN`].
@@ -208,6 +219,30 @@ pub struct Accepted {
     pub id: RequestId,
     /// Whether it was accepted, generated or replaced.
     pub outcome: Outcome,
+    /// The header value the id was read from, when it was accepted.
+    incoming: Option<HeaderValue>,
+}
+
+impl Accepted {
+    /// The id as a header value, to echo it on the response: the incoming value itself when
+    /// the id was accepted (its bytes are shared with the request, not copied), a new value
+    /// for a generated id.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use otel_core::request_id::RequestIdConfig;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-request-id", "order-42".parse().unwrap());
+    /// let accepted = RequestIdConfig::default().accept(&headers);
+    /// assert_eq!(accepted.header_value(), "order-42");
+    /// ```
+    pub fn header_value(&self) -> HeaderValue {
+        match &self.incoming {
+            Some(value) => value.clone(),
+            None => self.id.to_header_value(),
+        }
+    }
 }
 
 /// Which headers carry the request id, and how it is forwarded.
@@ -304,6 +339,7 @@ impl RequestIdConfig {
                         return Accepted {
                             id,
                             outcome: Outcome::Accepted,
+                            incoming: Some(value.clone()),
                         };
                     }
                     Err(_) => rejected = true,
@@ -320,6 +356,7 @@ impl RequestIdConfig {
             } else {
                 Outcome::Generated
             },
+            incoming: None,
         }
     }
 
@@ -345,7 +382,13 @@ impl RequestIdConfig {
 
     /// Sets the id on a response under the primary header name (never prefixed).
     pub fn echo(&self, id: &RequestId, headers: &mut HeaderMap) {
-        headers.insert(self.primary_header().clone(), id.to_header_value());
+        self.echo_value(id.to_header_value(), headers);
+    }
+
+    /// Like [`echo`](Self::echo), with the value already made, e.g. by
+    /// [`Accepted::header_value`] (which shares the incoming bytes instead of copying them).
+    pub fn echo_value(&self, value: HeaderValue, headers: &mut HeaderMap) {
+        headers.insert(self.primary_header().clone(), value);
     }
 }
 

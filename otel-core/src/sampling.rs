@@ -37,6 +37,8 @@ use opentelemetry_sdk::trace::{
 };
 use parking_lot::RwLock;
 
+use crate::request_id::RequestId;
+
 /// The outcome of [`decide`].
 #[derive(Debug)]
 pub enum Decision {
@@ -51,6 +53,42 @@ pub enum Decision {
 /// Decides sampling for a new span of `kind` named `name` under `parent` (the context
 /// extracted from the incoming request, or the current one), with the installed sampler.
 pub fn decide(parent: &Context, name: &str, kind: SpanKind) -> Decision {
+    decide_inner(parent, name, kind, None)
+}
+
+/// Like [`decide`], for a server request served under `request_id`: the returned context
+/// also carries the id ([`RequestId::from_context`] finds it). A sampled request keeps the id
+/// and the sampling decision in one context entry instead of two (each entry costs the
+/// context three allocations).
+///
+/// ```
+/// use opentelemetry::{Context, trace::SpanKind};
+/// use otel_core::RequestId;
+/// use otel_core::sampling::{self, Decision};
+///
+/// let id = RequestId::parse(b"order-42").unwrap();
+/// match sampling::decide_for_request(&Context::new(), "GET /orders", SpanKind::Server, Some(id)) {
+///     Decision::Sampled(cx) | Decision::Unsampled(cx) => {
+///         assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "order-42");
+///     }
+///     Decision::Disabled => {}
+/// }
+/// ```
+pub fn decide_for_request(
+    parent: &Context,
+    name: &str,
+    kind: SpanKind,
+    request_id: Option<RequestId>,
+) -> Decision {
+    decide_inner(parent, name, kind, request_id)
+}
+
+fn decide_inner(
+    parent: &Context,
+    name: &str,
+    kind: SpanKind,
+    request_id: Option<RequestId>,
+) -> Decision {
     if !is_enabled() {
         return Decision::Disabled;
     }
@@ -65,10 +103,21 @@ pub fn decide(parent: &Context, name: &str, kind: SpanKind) -> Decision {
         .should_sample(Some(parent), trace_id, name, &kind, &[], &[]);
     match result.decision {
         SamplingDecision::RecordAndSample => {
-            Decision::Sampled(parent.with_value(PreSampledMarker {
+            // A request id already in the parent (an outer request served in process) would
+            // shadow one kept in the marker: give ours an entry of its own then.
+            let (in_marker, own_entry) = match request_id {
+                Some(id) if parent.get::<RequestId>().is_some() => (None, Some(id)),
+                id => (id, None),
+            };
+            let cx = parent.with_value(PreSampledMarker {
                 attributes: result.attributes,
                 trace_state: result.trace_state,
-            }))
+                request_id: in_marker,
+            });
+            Decision::Sampled(match own_entry {
+                Some(id) => cx.with_value(id),
+                None => cx,
+            })
         }
         SamplingDecision::Drop | SamplingDecision::RecordOnly => {
             // Keep every flag bit of the parent (e.g. W3C `random`) but clear `sampled`.
@@ -88,9 +137,19 @@ pub fn decide(parent: &Context, name: &str, kind: SpanKind) -> Decision {
                     TraceState::default()
                 },
             );
-            Decision::Unsampled(parent.with_remote_span_context(sc))
+            let cx = parent.with_remote_span_context(sc);
+            Decision::Unsampled(match request_id {
+                Some(id) => cx.with_value(id),
+                None => cx,
+            })
         }
     }
+}
+
+/// The request id [`decide_for_request`] stored with its sampling marker, if any.
+pub(crate) fn request_id_of(cx: &Context) -> Option<&RequestId> {
+    cx.get::<PreSampledMarker>()
+        .and_then(|marker| marker.request_id.as_ref())
 }
 
 /// Whether telemetry is enabled. `false` after [`Telemetry`](crate::Telemetry) installed a
@@ -164,14 +223,91 @@ impl<S: ShouldSample + Clone + 'static> ShouldSample for PreSampled<S> {
     }
 }
 
-/// Context value left by [`decide`] for [`PreSampled`].
+/// Context value left by [`decide`] for [`PreSampled`]; with [`decide_for_request`], it also
+/// carries the request id (one context entry instead of two).
 #[derive(Debug, Clone)]
 struct PreSampledMarker {
     attributes: Vec<KeyValue>,
     trace_state: TraceState,
+    request_id: Option<RequestId>,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 static SAMPLER: LazyLock<RwLock<Arc<dyn ShouldSample>>> =
     LazyLock::new(|| RwLock::new(Arc::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> RequestId {
+        RequestId::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn decide_for_request_carries_the_id_sampled_and_unsampled() {
+        // The default sampler (parent-based, always on) samples a root.
+        let Decision::Sampled(cx) =
+            decide_for_request(&Context::new(), "GET /a", SpanKind::Server, Some(id("a-1")))
+        else {
+            panic!("expected a sampled decision");
+        };
+        // One entry holds both the marker and the id.
+        assert!(cx.get::<RequestId>().is_none());
+        assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "a-1");
+        assert!(cx.get::<PreSampledMarker>().is_some());
+        // A child context still sees it, and a value of its own wins.
+        let child = cx.with_value(id("child"));
+        assert_eq!(RequestId::from_context(&child).unwrap().as_str(), "child");
+
+        // An unsampled parent: the id travels in its own entry.
+        let unsampled_parent = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(7),
+            opentelemetry::trace::SpanId::from(9),
+            TraceFlags::default(),
+            true,
+            TraceState::default(),
+        ));
+        let Decision::Unsampled(cx) = decide_for_request(
+            &unsampled_parent,
+            "GET /a",
+            SpanKind::Server,
+            Some(id("a-2")),
+        ) else {
+            panic!("expected an unsampled decision");
+        };
+        assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "a-2");
+
+        // Without an id, nothing is invented.
+        let Decision::Sampled(cx) =
+            decide_for_request(&Context::new(), "GET /a", SpanKind::Server, None)
+        else {
+            panic!("expected a sampled decision");
+        };
+        assert!(RequestId::from_context(&cx).is_none());
+    }
+
+    #[test]
+    fn an_outer_request_id_in_the_parent_does_not_shadow_ours() {
+        let outer = Context::new().with_value(id("outer"));
+        let Decision::Sampled(cx) =
+            decide_for_request(&outer, "GET /b", SpanKind::Server, Some(id("inner")))
+        else {
+            panic!("expected a sampled decision");
+        };
+        assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "inner");
+        // An outer marker (a sampled request served in process) is replaced by ours.
+        let Decision::Sampled(outer) =
+            decide_for_request(&Context::new(), "GET /o", SpanKind::Server, Some(id("o-1")))
+        else {
+            panic!("expected a sampled decision");
+        };
+        let Decision::Sampled(cx) =
+            decide_for_request(&outer, "GET /b", SpanKind::Server, Some(id("i-1")))
+        else {
+            panic!("expected a sampled decision");
+        };
+        assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "i-1");
+    }
+}

@@ -124,14 +124,18 @@ where
         let start = Instant::now();
         let method = RpcMethod::from_path(req.uri().path());
         let accepted = self.config.request_id.accept(req.headers());
-        let parent = self
-            .config
-            .extract(req.headers())
-            .with_value(accepted.id.clone());
+        let parent = self.config.extract(req.headers());
         let mode = self.config.mode();
 
         let mut n_plus_one = None;
-        let scope = match sampling::decide(&parent, method.span_name(), SpanKind::Server) {
+        // The request id goes into the context with the decision (for a sampled call, in the
+        // same entry as the sampling marker).
+        let scope = match sampling::decide_for_request(
+            &parent,
+            method.span_name(),
+            SpanKind::Server,
+            Some(accepted.id.clone()),
+        ) {
             Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
             Decision::Unsampled(cx) => {
                 if repeated_shape::is_enabled() {
@@ -212,7 +216,8 @@ where
         // Handlers read the accepted (or generated) id from the context; put it in the
         // request headers too, so code that reads metadata sees the same id.
         let id_header = self.config.request_id.primary_header().clone();
-        let id_value = accepted.id.to_header_value();
+        // The incoming value when the id was accepted: its bytes are shared, not copied.
+        let id_value = accepted.header_value();
         req.headers_mut()
             .insert(id_header.clone(), id_value.clone());
         let inner = {

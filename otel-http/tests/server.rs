@@ -373,6 +373,45 @@ async fn server_span_ends_when_the_body_has_been_sent() {
 }
 
 #[tokio::test]
+async fn span_ends_with_the_body_even_when_a_clone_of_it_lives_on() {
+    let telemetry = TestTelemetry::new();
+    // The handler hands a clone of the request span to work that outlives the response (a
+    // spawned task instrumented with `Span::current()` does the same).
+    let (keep_tx, keep_rx) = std::sync::mpsc::channel::<tracing::Span>();
+    let service =
+        HttpServerLayer::new().layer(tower::service_fn(move |_req: http::Request<Body>| {
+            let keep_tx = keep_tx.clone();
+            async move {
+                keep_tx.send(tracing::Span::current()).unwrap();
+                Ok::<_, Infallible>(http::Response::new(Body::from("done")))
+            }
+        }));
+    let response = service
+        .oneshot(http::Request::new(Body::empty()))
+        .await
+        .unwrap();
+    let before_body_end = std::time::SystemTime::now();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let after_body_end = std::time::SystemTime::now();
+    assert_eq!(body, "done");
+    let clone = keep_rx.recv().unwrap();
+    assert!(!clone.is_disabled());
+
+    // Exported at the end of the body, while the clone is still alive, with the body's end
+    // as its end time.
+    let span = telemetry.span("GET");
+    assert!(span.end_time >= before_body_end);
+    assert!(span.end_time <= after_body_end);
+    assert_eq!(
+        TestTelemetry::attr(&span, "http.response.status_code"),
+        Some(Value::I64(200))
+    );
+    // The clone closing later does not export it a second time.
+    drop(clone);
+    assert_eq!(telemetry.spans_named("GET").len(), 1);
+}
+
+#[tokio::test]
 async fn body_dropped_before_its_end_is_recorded_incomplete() {
     let telemetry = TestTelemetry::new();
     let service =

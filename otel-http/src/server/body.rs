@@ -16,7 +16,7 @@ use super::tracked::Tracked;
 pub struct ResponseBody<B> {
     #[pin]
     inner: B,
-    tracked: Option<Tracked>,
+    tracked: Option<Box<Tracked>>,
 }
 
 impl<B> ResponseBody<B> {
@@ -27,7 +27,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn tracked(inner: B, tracked: Tracked) -> Self {
+    pub(crate) fn tracked(inner: B, tracked: Box<Tracked>) -> Self {
         ResponseBody {
             inner,
             tracked: Some(tracked),

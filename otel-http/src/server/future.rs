@@ -21,7 +21,7 @@ use super::tracked::Tracked;
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    tracked: Option<Tracked>,
+    tracked: Option<Box<Tracked>>,
 }
 
 impl<F> ResponseFuture<F> {
@@ -32,7 +32,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn tracked(inner: F, tracked: Tracked) -> Self {
+    pub(crate) fn tracked(inner: F, tracked: Box<Tracked>) -> Self {
         ResponseFuture {
             inner,
             tracked: Some(tracked),

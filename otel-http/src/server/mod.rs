@@ -5,7 +5,7 @@
 //! service over `http::Request` (give it a [`route_extractor`](HttpServerLayerBuilder::route_extractor)).
 //!
 //! Per request it extracts the parent context with the configured propagator, accepts or
-//! generates the request id, then asks [`otel_core::sampling::decide`] *before* building
+//! generates the request id, then asks [`otel_core::sampling::decide_for_request`] *before* building
 //! anything:
 //!
 //! - sampled: a SERVER `tracing` span (target `otel_http`) with the stable HTTP attributes,
@@ -29,6 +29,7 @@
 mod body;
 mod future;
 pub(crate) mod request_info;
+mod route_cache;
 mod tracked;
 
 pub use body::ResponseBody;
@@ -45,7 +46,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::SpanKind;
 use otel_core::attributes::{self, semconv::attribute as sc};
 use otel_core::repeated_shape::{self, Scope};
-use otel_core::request_id::{Outcome, RequestIdConfig};
+use otel_core::request_id::{Accepted, Outcome, RequestIdConfig};
 use otel_core::sampling::{self, Decision};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -54,6 +55,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::ServerMetrics;
 use crate::redact::{self, QueryRedactor};
+use route_cache::RouteCache;
 use tracked::Tracked;
 
 /// Maps a request to its route template (`/users/{id}`), for servers without axum's
@@ -223,6 +225,7 @@ impl HttpServerLayerBuilder {
                 filter: self.filter,
                 trust_forwarded: self.trust_forwarded,
                 traceparent_in_response: self.traceparent_in_response,
+                routes: RouteCache::default(),
             }),
         }
     }
@@ -271,113 +274,121 @@ where
             Some(p) => otel_core::propagation::extract_with(&**p, req.headers()),
             None => otel_core::propagation::extract(req.headers()),
         };
-        let method = request_info::method(req.method());
-        let route = config.route(&req);
-        let name = request_info::span_name(method, route.as_deref());
+        let method_index = request_info::method_index(req.method());
+        let method = request_info::METHODS[method_index];
+        let (route, name) = config.route_and_name(&req, method_index);
         let accepted = config.request_id.accept_optional(req.headers());
         let scheme = request_info::scheme(&req, config.trust_forwarded);
         let version = request_info::protocol_version(req.version());
 
-        let decision = sampling::decide(&parent, &name, SpanKind::Server);
-        let with_id = |cx: opentelemetry::Context| match &accepted {
-            Some(a) => cx.with_value(a.id.clone()),
-            None => cx,
-        };
+        // The request id goes into the context with the decision (for a sampled request, in
+        // the same entry as the sampling marker).
+        let id = accepted.as_ref().map(|a| a.id.clone());
+        let (sampled, mut cx) =
+            match sampling::decide_for_request(&parent, name.as_str(), SpanKind::Server, id) {
+                Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
+                Decision::Sampled(cx) => (true, cx),
+                Decision::Unsampled(cx) => (false, cx),
+            };
         if let Some(a) = &accepted {
             req.extensions_mut().insert(a.id.clone());
         }
-        let mut tracked = Tracked::new(
-            config.clone(),
-            start,
-            method,
-            route,
-            scheme,
-            version,
-            accepted.as_ref().map(|a| a.id.clone()),
-        );
-        match decision {
-            Decision::Disabled => ResponseFuture::passthrough(self.inner.call(req)),
-            Decision::Sampled(cx) => {
-                // Everything known now goes into the span macro: each later `record` costs a
-                // subscriber round trip.
-                let server = request_info::server_address(&req);
-                let client = request_info::client_address(&req, config.trust_forwarded);
-                let user_agent = req
-                    .headers()
-                    .get(http::header::USER_AGENT)
-                    .map(|v| redact::header_value(&http::header::USER_AGENT, v));
-                let query = config
-                    .capture_query
-                    .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
-                    .flatten();
-                let span = tracing::info_span!(
-                    target: "otel_http",
-                    "HTTP request",
-                    otel.name = name.as_str(),
-                    otel.kind = "server",
-                    otel.status_code = Empty,
-                    { sc::HTTP_REQUEST_METHOD } = method,
-                    { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
-                    { sc::URL_PATH } = req.uri().path(),
-                    { sc::URL_SCHEME } = scheme,
-                    { sc::URL_QUERY } = query.as_deref(),
-                    { sc::HTTP_ROUTE } = tracked.route.as_deref(),
-                    { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
-                    { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
-                    { sc::CLIENT_ADDRESS } = client.as_deref(),
-                    { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
-                    { sc::NETWORK_PROTOCOL_VERSION } = version,
-                    { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
-                    { sc::ERROR_TYPE } = Empty,
-                    { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
-                    { attributes::REQUEST_ID_REJECTED } = accepted
-                        .as_ref()
-                        .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
-                    { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
-                );
-                let mut cx = with_id(cx);
-                if repeated_shape::is_enabled() {
-                    // Queries and calls made below this span count in one N+1 scope; the
-                    // scope is finished (and lets go of the span) when the request ends.
-                    let scope = Scope::new(span.clone()).named(name.clone());
-                    cx = cx.with_value(scope.clone());
-                    tracked.scope = Some(scope);
-                }
-                // When the span is filtered out or no OpenTelemetry layer is installed, the
-                // span cannot carry the context: attach it instead, so the request id and the
-                // trace still reach downstream calls.
-                if span.is_disabled() || span.set_parent(cx.clone()).is_err() {
-                    tracked.cx = Some(cx);
-                }
-                record_headers(&span, &config.request_headers, req.headers());
-                // The span is entered while the response future is polled (where handlers
-                // run), not around `call`, which for axum and hyper only builds the future.
-                let future = match &tracked.cx {
-                    Some(cx) => {
-                        let _attached = cx.clone().attach();
-                        self.inner.call(req)
-                    }
-                    None => self.inner.call(req),
-                };
-                tracked.span = Some(span);
-                tracked.start_active();
-                ResponseFuture::tracked(future, tracked)
+        let echo = accepted.as_ref().map(Accepted::header_value);
+        if sampled {
+            // Everything known now goes into the span macro: each later `record` costs a
+            // subscriber round trip.
+            let server = request_info::server_address(&req);
+            let client = request_info::client_address(&req, config.trust_forwarded);
+            let user_agent = req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .map(|v| redact::header_value(&http::header::USER_AGENT, v));
+            let query = config
+                .capture_query
+                .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
+                .flatten();
+            let span = tracing::info_span!(
+                target: "otel_http",
+                "HTTP request",
+                otel.name = name.as_str(),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                { sc::HTTP_REQUEST_METHOD } = method,
+                { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
+                { sc::URL_PATH } = req.uri().path(),
+                { sc::URL_SCHEME } = scheme,
+                { sc::URL_QUERY } = query.as_deref(),
+                { sc::HTTP_ROUTE } = route.as_deref(),
+                { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
+                { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
+                { sc::CLIENT_ADDRESS } = client.as_deref(),
+                { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
+                { sc::NETWORK_PROTOCOL_VERSION } = version,
+                { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
+                { sc::ERROR_TYPE } = Empty,
+                { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
+                { attributes::REQUEST_ID_REJECTED } = accepted
+                    .as_ref()
+                    .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
+                { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
+            );
+            let mut tracked = Box::new(Tracked::new(
+                config.clone(),
+                start,
+                method_index,
+                route,
+                scheme,
+                version,
+                echo,
+            ));
+            if repeated_shape::is_enabled() {
+                // Queries and calls made below this span count in one N+1 scope; the
+                // scope is finished (and lets go of the span) when the request ends.
+                let scope = Scope::new(span.clone()).named(name.to_owned_name());
+                cx = cx.with_value(scope.clone());
+                tracked.scope = Some(scope);
             }
-            Decision::Unsampled(cx) => {
-                let mut cx = with_id(cx);
-                if repeated_shape::is_enabled() {
-                    let scope = Scope::new(tracing::Span::none()).named(name);
-                    cx = cx.with_value(scope.clone());
-                    tracked.scope = Some(scope);
-                }
-                let future = {
+            // When the span is filtered out or no OpenTelemetry layer is installed, the
+            // span cannot carry the context: attach it instead, so the request id and the
+            // trace still reach downstream calls.
+            if span.is_disabled() || span.set_parent(cx.clone()).is_err() {
+                tracked.cx = Some(cx);
+            }
+            record_headers(&span, &config.request_headers, req.headers());
+            // The span is entered while the response future is polled (where handlers
+            // run), not around `call`, which for axum and hyper only builds the future.
+            let future = match &tracked.cx {
+                Some(cx) => {
                     let _attached = cx.clone().attach();
                     self.inner.call(req)
-                };
-                tracked.cx = Some(cx);
-                tracked.start_active();
-                ResponseFuture::tracked(future, tracked)
+                }
+                None => self.inner.call(req),
+            };
+            tracked.span = Some(span);
+            tracked.start_active();
+            ResponseFuture::tracked(future, tracked)
+        } else {
+            let mut tracked = Box::new(Tracked::new(
+                config.clone(),
+                start,
+                method_index,
+                route,
+                scheme,
+                version,
+                echo,
+            ));
+            if repeated_shape::is_enabled() {
+                let scope = Scope::new(tracing::Span::none()).named(name.to_owned_name());
+                cx = cx.with_value(scope.clone());
+                tracked.scope = Some(scope);
             }
+            let future = {
+                let _attached = cx.clone().attach();
+                self.inner.call(req)
+            };
+            tracked.cx = Some(cx);
+            tracked.start_active();
+            ResponseFuture::tracked(future, tracked)
         }
     }
 }
@@ -395,18 +406,43 @@ pub(crate) struct ServerConfig {
     pub(crate) filter: Option<Arc<RequestFilter>>,
     pub(crate) trust_forwarded: bool,
     pub(crate) traceparent_in_response: bool,
+    /// Route templates and span names, shared by the requests.
+    pub(crate) routes: RouteCache,
 }
 
 impl ServerConfig {
-    fn route<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+    /// The request's route template and span name, shared from the route cache when possible.
+    fn route_and_name<B>(
+        &self,
+        req: &Request<B>,
+        method: usize,
+    ) -> (Option<Arc<str>>, request_info::SpanName) {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(Arc::from(path.as_str()));
+            return self.named(method, path.as_str());
         }
-        self.route_extractor
+        match self
+            .route_extractor
             .as_ref()
             .and_then(|f| f(req.uri(), req.extensions()))
-            .map(Arc::from)
+        {
+            Some(route) => self.named(method, &route),
+            None => (
+                None,
+                request_info::span_name(request_info::METHODS[method], None),
+            ),
+        }
+    }
+
+    fn named(&self, method: usize, route: &str) -> (Option<Arc<str>>, request_info::SpanName) {
+        match self.routes.get(method, route) {
+            Some((route, name)) => (Some(route), request_info::SpanName::Shared(name)),
+            // The cache is full: build both for this request.
+            None => (
+                Some(Arc::from(route)),
+                request_info::span_name(request_info::METHODS[method], Some(route)),
+            ),
+        }
     }
 }
 

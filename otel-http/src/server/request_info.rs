@@ -1,23 +1,36 @@
 //! Reading the HTTP semantic-convention values off an incoming request.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Method, Request, Version};
 
+/// The values of `http.request.method`, indexed by [`method_index`].
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// The position of `http.request.method` in [`METHODS`]: the known methods as is, `_OTHER`
+/// for anything else.
+pub(crate) fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
 /// `http.request.method`: the known methods as is, `_OTHER` for anything else.
 pub(crate) fn method(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
+    METHODS[method_index(method)]
 }
 
 /// `http.request.method_original`: the method as sent when it is not a known one (cut at 32
@@ -27,7 +40,7 @@ pub(crate) fn method_original<'a>(known: &str, method: &'a Method) -> Option<&'a
 }
 
 /// `{method} {route}`, `{method}` without a route, `HTTP` for unknown methods.
-pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> String {
+pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> SpanName {
     let method = if method == "_OTHER" { "HTTP" } else { method };
     match route {
         Some(route) => {
@@ -35,9 +48,39 @@ pub(crate) fn span_name(method: &'static str, route: Option<&str>) -> String {
             name.push_str(method);
             name.push(' ');
             name.push_str(route);
-            name
+            SpanName::Owned(name)
         }
-        None => method.to_owned(),
+        None => SpanName::Static(method),
+    }
+}
+
+/// A span name: static (method only), shared (from the layer's
+/// [`RouteCache`](super::route_cache::RouteCache)) or built for this request.
+pub(crate) enum SpanName {
+    /// The method alone (no route).
+    Static(&'static str),
+    /// `{method} {route}` kept by the layer.
+    Shared(Arc<str>),
+    /// `{method} {route}` built for this request.
+    Owned(String),
+}
+
+impl SpanName {
+    /// The name as a string slice.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            SpanName::Static(s) => s,
+            SpanName::Shared(s) => s,
+            SpanName::Owned(s) => s,
+        }
+    }
+
+    /// The name as an owned string (e.g. for an N+1 scope).
+    pub(crate) fn to_owned_name(&self) -> Cow<'static, str> {
+        match self {
+            SpanName::Static(s) => Cow::Borrowed(s),
+            _ => Cow::Owned(self.as_str().to_owned()),
+        }
     }
 }
 
@@ -134,12 +177,19 @@ mod tests {
     #[test]
     fn names_and_addresses() {
         assert_eq!(
-            span_name(method(&Method::GET), Some("/users/{id}")),
+            span_name(method(&Method::GET), Some("/users/{id}")).as_str(),
             "GET /users/{id}"
         );
         let other = Method::from_bytes(b"PURGE").unwrap();
         assert_eq!(method(&other), "_OTHER");
-        assert_eq!(span_name(method(&other), None), "HTTP");
+        assert_eq!(span_name(method(&other), None).as_str(), "HTTP");
+        assert_eq!(span_name("GET", None).to_owned_name(), "GET");
+        assert!(matches!(span_name("GET", None), SpanName::Static("GET")));
+        assert_eq!(
+            span_name("GET", Some("/a")).to_owned_name(),
+            Cow::<str>::Owned("GET /a".into())
+        );
+        assert_eq!(SpanName::Shared(Arc::from("PUT /b")).as_str(), "PUT /b");
 
         let req = Request::get("/x")
             .header("host", "example.com:8443")

@@ -1,19 +1,25 @@
 //! Per-request state carried from the call through the response future to the end of the body.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use http::Response;
+use http::{HeaderValue, Response};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
-use otel_core::RequestId;
 use otel_core::attributes::{self, error_type, semconv::attribute as sc};
 use otel_core::repeated_shape::Scope;
+use smallvec::SmallVec;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ServerConfig;
+use super::request_info::METHODS;
 
 /// What one traced request needs until it ends.
+///
+/// Boxed by the response future and body (`Box<Tracked>`): it is moved several times on its
+/// way from the call to the end of the body, and a pointer keeps the future and body of an
+/// untraced request (SDK disabled, filtered path) as small as the inner ones.
 pub(crate) struct Tracked {
     pub(crate) config: Arc<ServerConfig>,
     /// The SERVER span of a sampled request.
@@ -23,27 +29,33 @@ pub(crate) struct Tracked {
     /// The request's N+1 detection scope (when the detector is on). Finished before the span
     /// ends, so its findings land on the span and the span/scope cycle is broken.
     pub(crate) scope: Option<Scope>,
-    pub(crate) route: Option<Arc<str>>,
+    /// `http.route`, moved into the duration metric's attributes when the request ends.
+    route: Option<Arc<str>>,
     start: Instant,
-    method: &'static str,
+    /// Index of `http.request.method` in [`METHODS`].
+    method: usize,
     scheme: &'static str,
     version: &'static str,
-    request_id: Option<RequestId>,
+    /// The request id header value echoed on the response.
+    echo: Option<HeaderValue>,
     status: Option<u16>,
     error_type: Option<Cow<'static, str>>,
     active: bool,
     finished: bool,
 }
 
+/// The attributes of one request's metrics, on the stack: at most six, no allocation.
+type MetricAttributes = SmallVec<[KeyValue; 6]>;
+
 impl Tracked {
     pub(crate) fn new(
         config: Arc<ServerConfig>,
         start: Instant,
-        method: &'static str,
+        method: usize,
         route: Option<Arc<str>>,
         scheme: &'static str,
         version: &'static str,
-        request_id: Option<RequestId>,
+        echo: Option<HeaderValue>,
     ) -> Self {
         Tracked {
             config,
@@ -55,7 +67,7 @@ impl Tracked {
             method,
             scheme,
             version,
-            request_id,
+            echo,
             status: None,
             error_type: None,
             active: false,
@@ -65,7 +77,7 @@ impl Tracked {
 
     /// Counts the request in `http.server.active_requests`.
     pub(crate) fn start_active(&mut self) {
-        self.config.metrics.active.add(1, &self.active_attributes());
+        self.config.metrics.active.add(1, self.active_attributes());
         self.active = true;
     }
 
@@ -77,8 +89,10 @@ impl Tracked {
         if status >= 500 {
             self.error_type = Some(Cow::Owned(status.to_string()));
         }
-        if let Some(id) = &self.request_id {
-            self.config.request_id.echo(id, response.headers_mut());
+        if let Some(value) = self.echo.take() {
+            self.config
+                .request_id
+                .echo_value(value, response.headers_mut());
         }
         if let Some(span) = &self.span {
             span.record(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
@@ -116,7 +130,7 @@ impl Tracked {
     }
 
     /// Ends the request: metrics, then the span (dropping it closes it).
-    pub(crate) fn finish(mut self, body_complete: bool) {
+    pub(crate) fn finish(mut self: Box<Self>, body_complete: bool) {
         self.end(body_complete);
     }
 
@@ -129,11 +143,13 @@ impl Tracked {
             span.record(attributes::HTTP_RESPONSE_BODY_INCOMPLETE, true);
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let mut attrs = Vec::with_capacity(6);
-        attrs.extend(self.active_attributes());
+        let mut attrs = MetricAttributes::new();
+        attrs.push(KeyValue::new(sc::HTTP_REQUEST_METHOD, METHODS[self.method]));
+        attrs.push(KeyValue::new(sc::URL_SCHEME, self.scheme));
         attrs.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, self.version));
-        if let Some(route) = &self.route {
-            attrs.push(KeyValue::new(sc::HTTP_ROUTE, route.clone()));
+        // The request is over: the route moves into its attribute, no reference-count churn.
+        if let Some(route) = self.route.take() {
+            attrs.push(KeyValue::new(sc::HTTP_ROUTE, route));
         }
         if let Some(status) = self.status {
             attrs.push(KeyValue::new(
@@ -146,28 +162,43 @@ impl Tracked {
         }
         self.config.metrics.duration.record(elapsed, &attrs);
         if self.active {
-            self.config
-                .metrics
-                .active
-                .add(-1, &self.active_attributes());
+            self.config.metrics.active.add(-1, self.active_attributes());
             self.active = false;
         }
         if let Some(scope) = self.scope.take() {
             scope.finish();
         }
         if let Some(span) = self.span.take() {
-            // The bridge takes a span's end time from its last exit: enter and leave once so
-            // the span ends now (body sent), not when the handler last returned.
-            drop(span.enter());
+            // End the OpenTelemetry span now, when the body has been sent. Left to the bridge,
+            // it would end when the last clone of the `tracing` span closes (a task spawned
+            // with the span can hold one long after the response) and with the time of the
+            // span's last exit (the handler's last poll, not the body's end); stamping the end
+            // by entering and leaving once more would cost a full subscriber round trip. The
+            // bridge's own end, on close, then finds the span ended and does nothing.
+            span.context().span().end();
         }
     }
 
-    /// Static strings only: no allocation on the hot path.
-    fn active_attributes(&self) -> [KeyValue; 2] {
-        [
-            KeyValue::new(sc::HTTP_REQUEST_METHOD, self.method),
-            KeyValue::new(sc::URL_SCHEME, self.scheme),
-        ]
+    /// The attributes of `http.server.active_requests`, built once per method and scheme:
+    /// making and dropping two `KeyValue`s on every call cost more than the call itself.
+    fn active_attributes(&self) -> &'static [KeyValue] {
+        static ATTRIBUTES: LazyLock<Vec<[KeyValue; 2]>> = LazyLock::new(|| {
+            METHODS
+                .iter()
+                .flat_map(|method| {
+                    ["http", "https"].map(|scheme| {
+                        [
+                            KeyValue::new(sc::HTTP_REQUEST_METHOD, *method),
+                            KeyValue::new(sc::URL_SCHEME, scheme),
+                        ]
+                    })
+                })
+                .collect()
+        });
+        let https = usize::from(self.scheme == "https");
+        ATTRIBUTES
+            .get(self.method * 2 + https)
+            .map_or(&[], |attributes| attributes.as_slice())
     }
 }
 
