@@ -202,7 +202,10 @@ thread_local! {
 /// with a multiply-rotate, then a splitmix64 finaliser. Not collision resistant against an
 /// adversary; every user compares the text as well, or only groups by it.
 pub(crate) fn fast_hash(bytes: &[u8], seed: u64) -> u64 {
-    finalize(fold_bytes(seed ^ (bytes.len() as u64).wrapping_mul(HASH_K), bytes))
+    finalize(fold_bytes(
+        seed ^ (bytes.len() as u64).wrapping_mul(HASH_K),
+        bytes,
+    ))
 }
 
 const HASH_K: u64 = 0x517c_c1b7_2722_0a95;
