@@ -171,7 +171,10 @@ pub fn fingerprint(sql: &str) -> Fingerprint {
 
 /// Fingerprints `sql` with the lexical rules of `dialect`. Never panics.
 pub fn fingerprint_with(sql: &str, dialect: Dialect) -> Fingerprint {
-    Lexer::new(sql, dialect).run()
+    // One lexer, worked on in place (it is large: moving it costs `memcpy` calls).
+    let mut lexer = Lexer::new(sql, dialect);
+    lexer.run();
+    lexer.finish()
 }
 
 /// Like [`fingerprint_with`], through a bounded per-thread cache keyed by the raw text, so a
@@ -318,7 +321,8 @@ const MAX_GROUPS: usize = 16;
 struct Statement {
     operation: Option<&'static str>,
     first_keyword: Option<&'static str>,
-    tables: [Option<(usize, usize)>; 4],
+    /// `(start, end)` in the text of the first `table_count` tables.
+    tables: [(usize, usize); 4],
     table_count: usize,
     extra_tables: bool,
     has_ident: bool,
@@ -331,7 +335,9 @@ struct Lexer<'a> {
     text: &'a str,
     pos: usize,
     dialect: Dialect,
-    out: String,
+    /// The sanitised text: whole tokens of the (UTF-8) input and ASCII, so UTF-8 itself;
+    /// bytes rather than a `String` so that echoing a token needs no char-boundary checks.
+    out: Vec<u8>,
     last: Option<Tok>,
     groups: [Group; MAX_GROUPS],
     depth: usize,
@@ -398,7 +404,7 @@ impl<'a> Lexer<'a> {
             text,
             pos: 0,
             dialect,
-            out: String::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 16),
+            out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 16),
             last: None,
             groups: [Group {
                 start: 0,
@@ -432,7 +438,7 @@ impl<'a> Lexer<'a> {
         self.src.get(self.pos + off).copied().unwrap_or(0)
     }
 
-    fn run(mut self) -> Fingerprint {
+    fn run(&mut self) {
         while self.pos < self.src.len() {
             let c = self.src[self.pos];
             match c {
@@ -455,7 +461,7 @@ impl<'a> Lexer<'a> {
                 b'$' => self.dollar(),
                 b':' if self.peek(1) == b':' => {
                     self.pos += 2;
-                    self.emit("::", Tok::Glue);
+                    self.emit(b"::", Tok::Glue);
                 }
                 b':' if is_ident_start(self.peek(1)) => {
                     self.pos += 1;
@@ -477,11 +483,11 @@ impl<'a> Lexer<'a> {
                 }
                 b',' => {
                     self.pos += 1;
-                    self.emit(",", Tok::Comma);
+                    self.emit(b",", Tok::Comma);
                 }
                 b'.' => {
                     self.pos += 1;
-                    self.emit(".", Tok::Glue);
+                    self.emit(b".", Tok::Glue);
                 }
                 b';' => {
                     self.pos += 1;
@@ -491,7 +497,6 @@ impl<'a> Lexer<'a> {
                 _ => self.operator(),
             }
         }
-        self.finish()
     }
 
     fn backslash_escapes(&self) -> bool {
@@ -579,9 +584,9 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
         }
-        let text = &self.text[start..self.pos];
+        let src = self.src;
         self.note_ident(start, self.pos);
-        self.emit(text, Tok::Ident);
+        self.emit(&src[start..self.pos], Tok::Ident);
     }
 
     fn number(&mut self) {
@@ -671,17 +676,17 @@ impl<'a> Lexer<'a> {
             self.quoted_literal(start, b'\'', false);
             return;
         }
-        let word = &self.text[start..end];
-        match keyword_at(self.src, start, len) {
-            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit("NULL", Tok::Keyword),
+        let src = self.src;
+        match keyword_at(src, start, len) {
+            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit(b"NULL", Tok::Keyword),
             Some(i) if KEYWORD_FLAGS[i] & KW_BOOL != 0 => self.literal(start),
             Some(i) => {
                 self.note_keyword(i);
-                self.emit(KEYWORDS[i], Tok::Keyword);
+                self.emit(KEYWORDS[i].as_bytes(), Tok::Keyword);
             }
             None => {
                 self.note_ident(start, end);
-                self.emit(word, Tok::Ident);
+                self.emit(&src[start..end], Tok::Ident);
             }
         }
     }
@@ -723,21 +728,26 @@ impl<'a> Lexer<'a> {
         // `start` is always at an ASCII byte (or a byte we could not classify, which is
         // ASCII: every byte >= 0x80 starts an identifier), and the run is ASCII.
         match self.text.get(start..self.pos) {
-            Some(op) => self.emit(op, Tok::Op),
-            None => self.emit("?", Tok::Value),
+            Some(op) => self.emit(op.as_bytes(), Tok::Op),
+            None => self.emit(b"?", Tok::Value),
         }
     }
 
+    #[inline]
     fn literal(&mut self, start: usize) {
         let lit = &self.src[start..self.pos];
+        // Folded (length first, so `'1', '23'` differs from `'12', '3'`); finalised once.
         let prev = self.literals.unwrap_or(0x9e37_79b9_7f4a_7c15);
-        self.literals = Some(fast_hash(lit, prev));
-        self.emit("?", Tok::Value);
+        self.literals = Some(fold_bytes(
+            (prev ^ lit.len() as u64).wrapping_mul(HASH_K),
+            lit,
+        ));
+        self.emit(b"?", Tok::Value);
     }
 
     fn placeholder(&mut self) {
         self.has_placeholders = true;
-        self.emit("?", Tok::Value);
+        self.emit(b"?", Tok::Value);
     }
 
     fn note_keyword(&mut self, i: usize) {
@@ -767,13 +777,22 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline]
     fn note_ident(&mut self, start: usize, end: usize) {
-        let st = &mut self.current;
-        st.has_ident = true;
+        self.current.has_ident = true;
         if self.last != Some(Tok::Glue) {
             self.after_table = self.expect_table;
         }
         if self.expect_table {
+            self.note_table(start, end);
+        }
+    }
+
+    /// An identifier where a table name is expected (after `FROM`, `JOIN`, `INTO`, ...).
+    #[inline(never)]
+    fn note_table(&mut self, start: usize, end: usize) {
+        let st = &mut self.current;
+        {
             self.expect_table = false;
             if self.text[start..end].eq_ignore_ascii_case("_sqlx_migrations") {
                 st.migration = true;
@@ -796,11 +815,10 @@ impl<'a> Lexer<'a> {
             let name = &self.text[start..e];
             let dup = st.tables[..st.table_count]
                 .iter()
-                .flatten()
                 .any(|&(s, t)| &self.text[s..t] == name);
             if !dup {
                 if st.table_count < st.tables.len() {
-                    st.tables[st.table_count] = Some((start, e));
+                    st.tables[st.table_count] = (start, e);
                     st.table_count += 1;
                 } else {
                     st.extra_tables = true;
@@ -818,7 +836,7 @@ impl<'a> Lexer<'a> {
             self.space();
         }
         let start = self.out.len();
-        self.out.push('(');
+        self.out.push(b'(');
         self.last = Some(Tok::Open);
         if self.depth < MAX_GROUPS {
             self.groups[self.depth] = Group {
@@ -835,11 +853,11 @@ impl<'a> Lexer<'a> {
 
     fn close(&mut self) {
         if self.depth == 0 {
-            self.emit(")", Tok::Close);
+            self.emit(b")", Tok::Close);
             return;
         }
         self.depth -= 1;
-        self.out.push(')');
+        self.out.push(b')');
         self.last = Some(Tok::Close);
         if self.values_depth.is_some_and(|d| d > self.depth) {
             self.values_depth = None;
@@ -851,7 +869,7 @@ impl<'a> Lexer<'a> {
         let g = self.groups[self.depth];
         if g.all_values && g.non_empty {
             self.out.truncate(g.start);
-            self.out.push_str("(?)");
+            self.out.extend_from_slice(b"(?)");
         }
         if g.values_row {
             let row = (g.start, self.out.len());
@@ -879,7 +897,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn end_statement(&mut self) {
-        self.emit(";", Tok::Semi);
+        self.emit(b";", Tok::Semi);
         let st = std::mem::take(&mut self.current);
         self.fold_statement(st);
         self.depth = 0;
@@ -891,11 +909,13 @@ impl<'a> Lexer<'a> {
     fn space(&mut self) {
         match self.last {
             None | Some(Tok::Open) | Some(Tok::Glue) => {}
-            _ => self.out.push(' '),
+            _ => self.out.push(b' '),
         }
     }
 
-    fn emit(&mut self, text: &str, tok: Tok) {
+    // Inlined: most callers pass a constant token kind, which folds most of the branches.
+    #[inline(always)]
+    fn emit(&mut self, text: &[u8], tok: Tok) {
         match tok {
             Tok::Close | Tok::Comma | Tok::Glue | Tok::Semi => {}
             _ => self.space(),
@@ -916,7 +936,11 @@ impl<'a> Lexer<'a> {
         if tok != Tok::Ident && tok != Tok::Keyword {
             self.expect_table = self.expect_table && tok == Tok::Glue;
         }
-        self.out.push_str(text);
+        // Half the tokens are one byte (`,`, `.`, `?`, `=`, an alias): no `memcpy` call.
+        match text {
+            [byte] => self.out.push(*byte),
+            _ => self.out.extend_from_slice(text),
+        }
         self.last = Some(tok);
     }
 
@@ -937,7 +961,7 @@ impl<'a> Lexer<'a> {
             self.operation = op;
         }
         self.many_tables |= st.extra_tables;
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             match self.collection {
                 None => self.collection = Some((s, e)),
                 Some((cs, ce)) if self.text[cs..ce] != self.text[s..e] => self.many_tables = true,
@@ -948,7 +972,7 @@ impl<'a> Lexer<'a> {
             return;
         }
         let mut part_len = op.map_or(0, str::len);
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             part_len += 1 + e - s;
         }
         let sep = if self.summary.is_empty() { 0 } else { 2 };
@@ -964,7 +988,7 @@ impl<'a> Lexer<'a> {
             self.summary.push(op);
             first = false;
         }
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             if !first {
                 self.summary.push(" ");
             }
@@ -976,15 +1000,18 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn finish(mut self) -> Fingerprint {
+    fn finish(&mut self) -> Fingerprint {
         let st = std::mem::take(&mut self.current);
         self.fold_statement(st);
         // Drop a trailing `;` so `SELECT 1;` and `SELECT 1` share a shape.
-        while self.out.ends_with(';') || self.out.ends_with(' ') {
+        while let Some(b';' | b' ') = self.out.last() {
             self.out.pop();
         }
-        let hash = fast_hash(self.out.as_bytes(), 0x6f74_656c_2d73_716c);
-        let mut sanitized = self.out;
+        let hash = fast_hash(&self.out, 0x6f74_656c_2d73_716c);
+        // Whole tokens of the text and ASCII: always UTF-8 (the lossy path is never taken,
+        // it only keeps a bug from becoming a panic).
+        let mut sanitized = String::from_utf8(std::mem::take(&mut self.out))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         truncate_at_boundary(&mut sanitized, MAX_SANITIZED_LEN);
         let summary: Arc<str> = Arc::from(self.summary.text());
         let collection = match self.collection {
@@ -1001,7 +1028,7 @@ impl<'a> Lexer<'a> {
             operation: self.operation,
             collection,
             kind: self.kind,
-            literals_hash: self.literals,
+            literals_hash: self.literals.map(finalize),
             has_placeholders: self.has_placeholders,
             statements: self.statement_count,
             suggestion: OnceLock::new(),
@@ -1580,7 +1607,11 @@ mod tests {
         }
         assert_eq!(fp.summary(), &expected[..cut]);
         assert!(fp.summary().len() <= MAX_SUMMARY_LEN);
-        assert_eq!(fp.collection(), Some(table.as_str()), "not cut with the summary");
+        assert_eq!(
+            fp.collection(),
+            Some(table.as_str()),
+            "not cut with the summary"
+        );
         assert_eq!(fp.collection_shared().map(|c| &**c), Some(table.as_str()));
 
         // the summary fills up with statements before the one naming the table
@@ -1633,6 +1664,15 @@ mod tests {
         assert_eq!(
             fingerprint("SELECT * FROM t WHERE id = $1").literals_hash(),
             None
+        );
+        // where one literal ends and the next starts counts too
+        assert_ne!(
+            fingerprint("SELECT * FROM t WHERE a = 12 AND b = 3").literals_hash(),
+            fingerprint("SELECT * FROM t WHERE a = 1 AND b = 23").literals_hash()
+        );
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE a = 12 AND b = 3").literals_hash(),
+            fingerprint("select * from t where a = 12 and b = 3").literals_hash()
         );
     }
 
