@@ -38,6 +38,9 @@
 //! set in code ([`set_config`], [`Scope::with_config`]) wins. `Off` costs one atomic load
 //! per [`observe`].
 //!
+//! A caller that opens a span per operation reports it with [`observe_in_span`], without
+//! entering the span (the result is the same as [`observe`] from inside it).
+//!
 //! When a finding is reported: at its threshold (5th repeat by default) the
 //! `n_plus_one.findings` counter is incremented and the mode acts with the count so far
 //! (`Warn` logs on target `otel_core::n_plus_one`, `Panic` panics, `Callback` is called);
