@@ -56,11 +56,16 @@ pub enum Dialect {
 }
 
 /// The result of one pass over a query text.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Fingerprint {
     hash: u64,
-    sanitized: String,
-    summary: Arc<str>,
+    /// The sanitised text (`..sanitized_len`) followed by the summary: one allocation for
+    /// both.
+    texts: String,
+    sanitized_len: usize,
+    /// The summary as a shared string for span names and metric attributes, made on first
+    /// use.
+    summary_shared: OnceLock<Arc<str>>,
     operation: Option<&'static str>,
     collection: Option<Collection>,
     kind: StatementKind,
@@ -77,7 +82,7 @@ pub struct Fingerprint {
 /// (`SELECT users`), which saves an allocation per fingerprint.
 #[derive(Debug, Clone)]
 enum Collection {
-    /// `summary[start..end]`.
+    /// `summary()[start..end]`.
     InSummary(usize, usize),
     /// Cut off the end of a long summary: its own text.
     Own(Arc<str>),
@@ -87,8 +92,8 @@ enum Collection {
 impl PartialEq for Fingerprint {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
-            && self.sanitized == other.sanitized
-            && self.summary == other.summary
+            && self.sanitized() == other.sanitized()
+            && self.summary() == other.summary()
             && self.operation == other.operation
             && self.collection() == other.collection()
             && self.kind == other.kind
@@ -100,13 +105,30 @@ impl PartialEq for Fingerprint {
 
 impl Eq for Fingerprint {}
 
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fingerprint")
+            .field("hash", &self.hash)
+            .field("sanitized", &self.sanitized())
+            .field("summary", &self.summary())
+            .field("operation", &self.operation)
+            .field("collection", &self.collection())
+            .field("kind", &self.kind)
+            .field("literals_hash", &self.literals_hash)
+            .field("has_placeholders", &self.has_placeholders)
+            .field("statements", &self.statements)
+            .finish()
+    }
+}
+
 impl Fingerprint {
     pub(crate) fn suggestion_cell(&self) -> &OnceLock<Option<Box<str>>> {
         &self.suggestion
     }
     /// The summary, shared (cheap to put in metric attributes).
     pub(crate) fn summary_shared(&self) -> &Arc<str> {
-        &self.summary
+        self.summary_shared
+            .get_or_init(|| Arc::from(self.summary()))
     }
     /// The collection, shared.
     pub(crate) fn collection_shared(&self) -> Option<&Arc<str>> {
@@ -128,12 +150,12 @@ impl Fingerprint {
     /// and keyword case folded, all-`?` lists collapsed to `(?)` (cut at
     /// [`MAX_SANITIZED_LEN`]).
     pub fn sanitized(&self) -> &str {
-        &self.sanitized
+        self.texts.get(..self.sanitized_len).unwrap_or_default()
     }
     /// `db.query.summary`: the operation and the collections it touches (`SELECT users`),
     /// joined with `; ` for multi-statement text.
     pub fn summary(&self) -> &str {
-        &self.summary
+        self.texts.get(self.sanitized_len..).unwrap_or_default()
     }
     /// `db.operation.name` of the first statement (`SELECT`), when one was recognised.
     pub fn operation(&self) -> Option<&'static str> {
@@ -142,7 +164,7 @@ impl Fingerprint {
     /// `db.collection.name`, when the text touches exactly one collection.
     pub fn collection(&self) -> Option<&str> {
         match self.collection.as_ref()? {
-            Collection::InSummary(start, end) => self.summary.get(*start..*end),
+            Collection::InSummary(start, end) => self.summary().get(*start..*end),
             Collection::Own(own) => Some(own),
         }
     }
@@ -383,7 +405,7 @@ impl SummaryBuf {
     }
 
     /// The summary cut at [`MAX_SUMMARY_LEN`] bytes, on a character boundary.
-    fn text(&self) -> &str {
+    fn text(&self) -> &[u8] {
         let mut cut = self.len;
         if cut > MAX_SUMMARY_LEN {
             cut = MAX_SUMMARY_LEN;
@@ -392,8 +414,7 @@ impl SummaryBuf {
                 cut -= 1;
             }
         }
-        // Whole pieces of the (UTF-8) text, cut on a boundary: never fails.
-        std::str::from_utf8(&self.bytes[..cut]).unwrap_or_default()
+        &self.bytes[..cut]
     }
 }
 
@@ -404,7 +425,8 @@ impl<'a> Lexer<'a> {
             text,
             pos: 0,
             dialect,
-            out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 16),
+            // room for the summary too, which is appended at the end
+            out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 64),
             last: None,
             groups: [Group {
                 start: 0,
@@ -1008,23 +1030,44 @@ impl<'a> Lexer<'a> {
             self.out.pop();
         }
         let hash = fast_hash(&self.out, 0x6f74_656c_2d73_716c);
-        // Whole tokens of the text and ASCII: always UTF-8 (the lossy path is never taken,
-        // it only keeps a bug from becoming a panic).
-        let mut sanitized = String::from_utf8(std::mem::take(&mut self.out))
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        truncate_at_boundary(&mut sanitized, MAX_SANITIZED_LEN);
-        let summary: Arc<str> = Arc::from(self.summary.text());
+        let mut texts = std::mem::take(&mut self.out);
+        if texts.len() > MAX_SANITIZED_LEN {
+            // cut on a character boundary: back to the start of the one across the limit
+            let mut cut = MAX_SANITIZED_LEN;
+            while cut > 0 && (texts[cut] as i8) < -0x40 {
+                cut -= 1;
+            }
+            texts.truncate(cut);
+        }
+        let sanitized_len = texts.len();
+        let summary = self.summary.text();
+        texts.extend_from_slice(summary);
+        // Whole tokens and pieces of the text, and ASCII: always UTF-8 (the lossy path is
+        // never taken, it only keeps a bug from becoming a panic).
+        let (texts, sanitized_len) = match String::from_utf8(texts) {
+            Ok(texts) => (texts, sanitized_len),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let mut texts = String::from_utf8_lossy(&bytes[..sanitized_len]).into_owned();
+                let len = texts.len();
+                texts.push_str(&String::from_utf8_lossy(&bytes[sanitized_len..]));
+                (texts, len)
+            }
+        };
         let collection = match self.collection {
             Some((s, e)) if !self.many_tables => Some(match self.collection_at {
-                Some((start, end)) if end <= summary.len() => Collection::InSummary(start, end),
+                Some((start, end)) if end <= texts.len() - sanitized_len => {
+                    Collection::InSummary(start, end)
+                }
                 _ => Collection::Own(Arc::from(&self.text[s..e])),
             }),
             _ => None,
         };
         Fingerprint {
             hash,
-            sanitized,
-            summary,
+            texts,
+            sanitized_len,
+            summary_shared: OnceLock::new(),
             operation: self.operation,
             collection,
             kind: self.kind,
@@ -1034,16 +1077,6 @@ impl<'a> Lexer<'a> {
             suggestion: OnceLock::new(),
             collection_shared: OnceLock::new(),
         }
-    }
-}
-
-fn truncate_at_boundary(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
     }
 }
 
@@ -1626,6 +1659,30 @@ mod tests {
         assert_eq!(fp.collection(), Some("users"));
         assert_eq!(fp.collection_shared().map(|c| &**c), Some("users"));
         assert_eq!(fp, fingerprint("SELECT * FROM users WHERE id = 1"));
+    }
+
+    #[test]
+    fn long_sanitized_text_is_cut_on_a_char_boundary_and_the_summary_kept_whole() {
+        let column: String = std::iter::repeat_n("é", 3000).collect();
+        let sql = format!("SELECT a{column} FROM users WHERE id = 1");
+        let fp = fingerprint(&sql);
+        let full = format!("SELECT a{column} FROM users WHERE id = ?");
+        let mut cut = MAX_SANITIZED_LEN;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        assert_eq!(fp.sanitized(), &full[..cut]);
+        assert_eq!(fp.summary(), "SELECT users");
+        assert_eq!(fp.collection(), Some("users"));
+        assert_eq!(&**fp.summary_shared(), "SELECT users");
+        // the hash covers the whole text
+        assert_ne!(
+            fp.hash(),
+            fingerprint(&format!(
+                "SELECT a{column} FROM users WHERE id = 1 AND b = 2"
+            ))
+            .hash()
+        );
     }
 
     #[test]
