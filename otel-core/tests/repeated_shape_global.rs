@@ -62,6 +62,23 @@ async fn process_wide_configuration_and_fallback_scopes() {
         vec![("n_plus_one".to_owned(), 1)]
     );
 
+    // The same from operation spans that are not entered (`observe_in_span`): the event goes
+    // on the operation span that crossed the threshold, as if it had been entered.
+    tracing::info_span!("weekly job").in_scope(|| {
+        for i in 0..7 {
+            let span = tracing::info_span!("SELECT comments");
+            repeated_shape::observe_in_span(&span, &observation(COMMENTS, t0 + ms(3 * i)));
+        }
+    });
+    assert_eq!(repeated_shape::fallback_scope_count(), 2);
+    let with_event: Vec<_> = telemetry
+        .spans_named("SELECT comments")
+        .into_iter()
+        .filter(|s| s.events.iter().any(|e| e.name == N_PLUS_ONE_EVENT))
+        .collect();
+    assert_eq!(with_event.len(), 1, "reported once, at the threshold");
+    assert!(n_plus_one_events(&telemetry, "weekly job").is_empty());
+
     // The fallback map is capped: ten more traces, at most four scopes.
     for i in 0..10 {
         tracing::info_span!("job", i).in_scope(|| repeat(COMMENTS, 2, t0));

@@ -196,6 +196,119 @@ async fn the_same_shape_under_different_issuing_spans_counts_separately() {
 }
 
 #[tokio::test]
+async fn an_operation_reported_from_its_own_span_without_entering_it() {
+    #[tracing::instrument(skip_all)]
+    async fn enrich_post(post_id: u64, t0: Instant) {
+        // what otel-sql does: one span per query, never entered; reported from the span
+        let span = tracing::info_span!("SELECT comments");
+        repeated_shape::observe_in_span(
+            &span,
+            &observation(
+                COMMENTS,
+                ShapeKind::Read,
+                t0 + ms(4 * post_id),
+                1,
+                Some(post_id),
+            ),
+        );
+    }
+    #[tracing::instrument(skip_all)]
+    fn load_reviewer(t0: Instant, id: u64) {
+        let span = tracing::info_span!("SELECT comments");
+        repeated_shape::observe_in_span(
+            &span,
+            &observation(COMMENTS, ShapeKind::Read, t0, 1, Some(id)),
+        );
+    }
+
+    let telemetry = TestTelemetry::new();
+    let t0 = Instant::now();
+    let findings = in_request_findings("GET /dashboard", warn().build().unwrap(), async move {
+        // issued by the request span itself: grouped apart from the loop below
+        for i in 0..4 {
+            let span = tracing::info_span!("SELECT comments");
+            repeated_shape::observe_in_span(
+                &span,
+                &observation(COMMENTS, ShapeKind::Read, t0 + ms(i), 1, Some(100 + i)),
+            );
+        }
+        for post_id in 1..=50 {
+            enrich_post(post_id, t0).await;
+        }
+        for id in 0..4 {
+            load_reviewer(t0, id);
+        }
+    })
+    .await;
+
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].kind, FindingKind::NPlusOne);
+    assert_eq!(findings[0].count, 50, "grouped by the span's parent");
+    let site = findings[0].call_site.as_deref().unwrap_or_default();
+    assert!(site.starts_with("enrich_post ("), "{site}");
+    // The warning at the threshold is logged inside the operation's span, as if it had been
+    // entered: it is an event of the fifth query span, and of no other span.
+    let with_warning: Vec<SpanData> = telemetry
+        .spans()
+        .into_iter()
+        .filter(|s| s.events.iter().any(|e| e.name.contains("detected: ")))
+        .collect();
+    assert_eq!(
+        with_warning
+            .iter()
+            .map(|s| s.name.as_ref())
+            .collect::<Vec<_>>(),
+        ["SELECT comments"]
+    );
+    let span = telemetry.span("GET /dashboard");
+    assert_eq!(
+        TestTelemetry::attr(&span, N_PLUS_ONE_COUNT),
+        Some(Value::I64(50))
+    );
+}
+
+#[tokio::test]
+async fn observe_in_span_finds_the_scope_of_the_span_when_the_current_context_has_none() {
+    let _telemetry = TestTelemetry::new();
+    let t0 = Instant::now();
+    let scope = Scope::with_config(tracing::Span::none(), warn().build().unwrap());
+    // The spans are created under the scope's context, reported outside of it (e.g. a
+    // stream dropped after the request's future returned).
+    let spans: Vec<tracing::Span> = {
+        let _cx = Context::new().with_value(scope.clone()).attach();
+        (0..5)
+            .map(|_| tracing::info_span!("SELECT comments"))
+            .collect()
+    };
+    for (i, span) in spans.iter().enumerate() {
+        repeated_shape::observe_in_span(
+            span,
+            &observation(COMMENTS, ShapeKind::Read, t0 + ms(3 * i as u64), 1, None),
+        );
+    }
+    let findings = scope.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].count, 5);
+}
+
+#[tokio::test]
+async fn observe_in_span_with_a_disabled_span_is_observe_from_the_current_context() {
+    let _telemetry = TestTelemetry::new();
+    let t0 = Instant::now();
+    let findings = in_request_findings("GET /unsampled", warn().build().unwrap(), async move {
+        for i in 0..5 {
+            repeated_shape::observe_in_span(
+                &tracing::Span::none(),
+                &observation(COMMENTS, ShapeKind::Read, t0 + ms(3 * i), 1, Some(i)),
+            );
+        }
+    })
+    .await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].count, 5);
+}
+
+#[tokio::test]
 async fn five_different_shapes_are_not_flagged() {
     let telemetry = TestTelemetry::new();
     let t0 = Instant::now();

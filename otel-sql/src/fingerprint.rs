@@ -56,19 +56,69 @@ pub enum Dialect {
 }
 
 /// The result of one pass over a query text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Fingerprint {
     hash: u64,
-    sanitized: String,
-    summary: Arc<str>,
+    /// The sanitised text (`..sanitized_len`) followed by the summary: one allocation for
+    /// both.
+    texts: String,
+    sanitized_len: usize,
+    /// The summary as a shared string for span names and metric attributes, made on first
+    /// use.
+    summary_shared: OnceLock<Arc<str>>,
     operation: Option<&'static str>,
-    collection: Option<Arc<str>>,
+    collection: Option<Collection>,
     kind: StatementKind,
     literals_hash: Option<u64>,
     has_placeholders: bool,
     statements: usize,
     /// The N+1 fix text, computed on first use by the detector glue.
     suggestion: OnceLock<Option<Box<str>>>,
+    /// The collection as a shared string for metric attributes, made on first use.
+    collection_shared: OnceLock<Arc<str>>,
+}
+
+/// Where `db.collection.name` is kept: it is nearly always a piece of the summary
+/// (`SELECT users`), which saves an allocation per fingerprint.
+#[derive(Debug, Clone)]
+enum Collection {
+    /// `summary()[start..end]`.
+    InSummary(usize, usize),
+    /// Cut off the end of a long summary: its own text.
+    Own(Arc<str>),
+}
+
+/// Equal when every result is equal (the values computed on first use do not count).
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.sanitized() == other.sanitized()
+            && self.summary() == other.summary()
+            && self.operation == other.operation
+            && self.collection() == other.collection()
+            && self.kind == other.kind
+            && self.literals_hash == other.literals_hash
+            && self.has_placeholders == other.has_placeholders
+            && self.statements == other.statements
+    }
+}
+
+impl Eq for Fingerprint {}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fingerprint")
+            .field("hash", &self.hash)
+            .field("sanitized", &self.sanitized())
+            .field("summary", &self.summary())
+            .field("operation", &self.operation)
+            .field("collection", &self.collection())
+            .field("kind", &self.kind)
+            .field("literals_hash", &self.literals_hash)
+            .field("has_placeholders", &self.has_placeholders)
+            .field("statements", &self.statements)
+            .finish()
+    }
 }
 
 impl Fingerprint {
@@ -77,11 +127,18 @@ impl Fingerprint {
     }
     /// The summary, shared (cheap to put in metric attributes).
     pub(crate) fn summary_shared(&self) -> &Arc<str> {
-        &self.summary
+        self.summary_shared
+            .get_or_init(|| Arc::from(self.summary()))
     }
     /// The collection, shared.
     pub(crate) fn collection_shared(&self) -> Option<&Arc<str>> {
-        self.collection.as_ref()
+        match self.collection.as_ref()? {
+            Collection::Own(own) => Some(own),
+            Collection::InSummary(..) => Some(
+                self.collection_shared
+                    .get_or_init(|| Arc::from(self.collection().unwrap_or_default())),
+            ),
+        }
     }
 
     /// Stable 64-bit hash of the sanitised text: equal for queries that differ only in
@@ -93,12 +150,12 @@ impl Fingerprint {
     /// and keyword case folded, all-`?` lists collapsed to `(?)` (cut at
     /// [`MAX_SANITIZED_LEN`]).
     pub fn sanitized(&self) -> &str {
-        &self.sanitized
+        self.texts.get(..self.sanitized_len).unwrap_or_default()
     }
     /// `db.query.summary`: the operation and the collections it touches (`SELECT users`),
     /// joined with `; ` for multi-statement text.
     pub fn summary(&self) -> &str {
-        &self.summary
+        self.texts.get(self.sanitized_len..).unwrap_or_default()
     }
     /// `db.operation.name` of the first statement (`SELECT`), when one was recognised.
     pub fn operation(&self) -> Option<&'static str> {
@@ -106,7 +163,10 @@ impl Fingerprint {
     }
     /// `db.collection.name`, when the text touches exactly one collection.
     pub fn collection(&self) -> Option<&str> {
-        self.collection.as_deref()
+        match self.collection.as_ref()? {
+            Collection::InSummary(start, end) => self.summary().get(*start..*end),
+            Collection::Own(own) => Some(own),
+        }
     }
     /// Read, write or ignored (over all statements: a write wins over a read).
     pub fn kind(&self) -> StatementKind {
@@ -133,7 +193,10 @@ pub fn fingerprint(sql: &str) -> Fingerprint {
 
 /// Fingerprints `sql` with the lexical rules of `dialect`. Never panics.
 pub fn fingerprint_with(sql: &str, dialect: Dialect) -> Fingerprint {
-    Lexer::new(sql, dialect).run()
+    // One lexer, worked on in place (it is large: moving it costs `memcpy` calls).
+    let mut lexer = Lexer::new(sql, dialect);
+    lexer.run();
+    lexer.finish()
 }
 
 /// Like [`fingerprint_with`], through a bounded per-thread cache keyed by the raw text, so a
@@ -202,20 +265,36 @@ thread_local! {
 /// with a multiply-rotate, then a splitmix64 finaliser. Not collision resistant against an
 /// adversary; every user compares the text as well, or only groups by it.
 pub(crate) fn fast_hash(bytes: &[u8], seed: u64) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = seed ^ (bytes.len() as u64).wrapping_mul(K);
+    finalize(fold_bytes(
+        seed ^ (bytes.len() as u64).wrapping_mul(HASH_K),
+        bytes,
+    ))
+}
+
+const HASH_K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// The running part of [`fast_hash`]: folds `bytes` into `state`, 8 bytes per step (the
+/// tail padded with zeros). Feed pieces one after the other and [`finalize`] once.
+pub(crate) fn fold_bytes(mut h: u64, bytes: &[u8]) -> u64 {
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(5) ^ v).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ v).wrapping_mul(HASH_K);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+        // = `u64::from_le_bytes` of the zero-padded tail, without a `memcpy` call
+        let v = rest
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        h = (h.rotate_left(5) ^ v).wrapping_mul(HASH_K);
     }
-    // splitmix64 finaliser for avalanche
+    h
+}
+
+/// splitmix64 finaliser, for avalanche.
+pub(crate) fn finalize(mut h: u64) -> u64 {
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;
@@ -264,7 +343,8 @@ const MAX_GROUPS: usize = 16;
 struct Statement {
     operation: Option<&'static str>,
     first_keyword: Option<&'static str>,
-    tables: [Option<(usize, usize)>; 4],
+    /// `(start, end)` in the text of the first `table_count` tables.
+    tables: [(usize, usize); 4],
     table_count: usize,
     extra_tables: bool,
     has_ident: bool,
@@ -277,7 +357,9 @@ struct Lexer<'a> {
     text: &'a str,
     pos: usize,
     dialect: Dialect,
-    out: String,
+    /// The sanitised text: whole tokens of the (UTF-8) input and ASCII, so UTF-8 itself;
+    /// bytes rather than a `String` so that echoing a token needs no char-boundary checks.
+    out: Vec<u8>,
     last: Option<Tok>,
     groups: [Group; MAX_GROUPS],
     depth: usize,
@@ -296,8 +378,44 @@ struct Lexer<'a> {
     operation: Option<&'static str>,
     collection: Option<(usize, usize)>,
     many_tables: bool,
-    summary: String,
+    summary: SummaryBuf,
     summary_full: bool,
+    /// Where the collection's name was written in the summary.
+    collection_at: Option<(usize, usize)>,
+}
+
+/// The summary as it is built, on the stack: its first `MAX_SUMMARY_LEN + 1` bytes (one
+/// more than is kept, to find the character boundary to cut at) and its full length. One
+/// allocation (the shared string) instead of a growing `String` copied into one.
+struct SummaryBuf {
+    bytes: [u8; MAX_SUMMARY_LEN + 1],
+    len: usize,
+}
+
+impl SummaryBuf {
+    fn push(&mut self, piece: &str) {
+        let start = self.len.min(self.bytes.len());
+        let take = piece.len().min(self.bytes.len() - start);
+        self.bytes[start..start + take].copy_from_slice(&piece.as_bytes()[..take]);
+        self.len += piece.len();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The summary cut at [`MAX_SUMMARY_LEN`] bytes, on a character boundary.
+    fn text(&self) -> &[u8] {
+        let mut cut = self.len;
+        if cut > MAX_SUMMARY_LEN {
+            cut = MAX_SUMMARY_LEN;
+            // back to the start of the character that straddles the limit
+            while cut > 0 && (self.bytes[cut] as i8) < -0x40 {
+                cut -= 1;
+            }
+        }
+        &self.bytes[..cut]
+    }
 }
 
 impl<'a> Lexer<'a> {
@@ -307,7 +425,8 @@ impl<'a> Lexer<'a> {
             text,
             pos: 0,
             dialect,
-            out: String::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 16),
+            // room for the summary too, which is appended at the end
+            out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 64),
             last: None,
             groups: [Group {
                 start: 0,
@@ -328,8 +447,12 @@ impl<'a> Lexer<'a> {
             operation: None,
             collection: None,
             many_tables: false,
-            summary: String::with_capacity(48),
+            summary: SummaryBuf {
+                bytes: [0; MAX_SUMMARY_LEN + 1],
+                len: 0,
+            },
             summary_full: false,
+            collection_at: None,
         }
     }
 
@@ -337,7 +460,7 @@ impl<'a> Lexer<'a> {
         self.src.get(self.pos + off).copied().unwrap_or(0)
     }
 
-    fn run(mut self) -> Fingerprint {
+    fn run(&mut self) {
         while self.pos < self.src.len() {
             let c = self.src[self.pos];
             match c {
@@ -360,7 +483,7 @@ impl<'a> Lexer<'a> {
                 b'$' => self.dollar(),
                 b':' if self.peek(1) == b':' => {
                     self.pos += 2;
-                    self.emit("::", Tok::Glue);
+                    self.emit(b"::", Tok::Glue);
                 }
                 b':' if is_ident_start(self.peek(1)) => {
                     self.pos += 1;
@@ -382,11 +505,11 @@ impl<'a> Lexer<'a> {
                 }
                 b',' => {
                     self.pos += 1;
-                    self.emit(",", Tok::Comma);
+                    self.emit(b",", Tok::Comma);
                 }
                 b'.' => {
                     self.pos += 1;
-                    self.emit(".", Tok::Glue);
+                    self.emit(b".", Tok::Glue);
                 }
                 b';' => {
                     self.pos += 1;
@@ -396,7 +519,6 @@ impl<'a> Lexer<'a> {
                 _ => self.operator(),
             }
         }
-        self.finish()
     }
 
     fn backslash_escapes(&self) -> bool {
@@ -433,9 +555,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn skip_ident_chars(&mut self) {
-        while self.pos < self.src.len() && is_ident_char(self.src[self.pos]) {
-            self.pos += 1;
-        }
+        // A local loop over the rest (not `self.pos += 1` per byte): half the instructions.
+        let rest = &self.src[self.pos.min(self.src.len())..];
+        self.pos += rest
+            .iter()
+            .position(|&c| !is_ident_char(c))
+            .unwrap_or(rest.len());
     }
 
     /// A string literal starting at `start` (which may be a prefix such as `E`), whose
@@ -481,9 +606,9 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
         }
-        let text = &self.text[start..self.pos];
+        let src = self.src;
         self.note_ident(start, self.pos);
-        self.emit(text, Tok::Ident);
+        self.emit(&src[start..self.pos], Tok::Ident);
     }
 
     fn number(&mut self) {
@@ -573,17 +698,17 @@ impl<'a> Lexer<'a> {
             self.quoted_literal(start, b'\'', false);
             return;
         }
-        let word = &self.text[start..end];
-        match keyword_index(word) {
-            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit("NULL", Tok::Keyword),
+        let src = self.src;
+        match keyword_at(src, start, len) {
+            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit(b"NULL", Tok::Keyword),
             Some(i) if KEYWORD_FLAGS[i] & KW_BOOL != 0 => self.literal(start),
             Some(i) => {
                 self.note_keyword(i);
-                self.emit(KEYWORDS[i], Tok::Keyword);
+                self.emit(KEYWORDS[i].as_bytes(), Tok::Keyword);
             }
             None => {
                 self.note_ident(start, end);
-                self.emit(word, Tok::Ident);
+                self.emit(&src[start..end], Tok::Ident);
             }
         }
     }
@@ -625,21 +750,26 @@ impl<'a> Lexer<'a> {
         // `start` is always at an ASCII byte (or a byte we could not classify, which is
         // ASCII: every byte >= 0x80 starts an identifier), and the run is ASCII.
         match self.text.get(start..self.pos) {
-            Some(op) => self.emit(op, Tok::Op),
-            None => self.emit("?", Tok::Value),
+            Some(op) => self.emit(op.as_bytes(), Tok::Op),
+            None => self.emit(b"?", Tok::Value),
         }
     }
 
+    #[inline]
     fn literal(&mut self, start: usize) {
         let lit = &self.src[start..self.pos];
+        // Folded (length first, so `'1', '23'` differs from `'12', '3'`); finalised once.
         let prev = self.literals.unwrap_or(0x9e37_79b9_7f4a_7c15);
-        self.literals = Some(fast_hash(lit, prev));
-        self.emit("?", Tok::Value);
+        self.literals = Some(fold_bytes(
+            (prev ^ lit.len() as u64).wrapping_mul(HASH_K),
+            lit,
+        ));
+        self.emit(b"?", Tok::Value);
     }
 
     fn placeholder(&mut self) {
         self.has_placeholders = true;
-        self.emit("?", Tok::Value);
+        self.emit(b"?", Tok::Value);
     }
 
     fn note_keyword(&mut self, i: usize) {
@@ -669,13 +799,22 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline]
     fn note_ident(&mut self, start: usize, end: usize) {
-        let st = &mut self.current;
-        st.has_ident = true;
+        self.current.has_ident = true;
         if self.last != Some(Tok::Glue) {
             self.after_table = self.expect_table;
         }
         if self.expect_table {
+            self.note_table(start, end);
+        }
+    }
+
+    /// An identifier where a table name is expected (after `FROM`, `JOIN`, `INTO`, ...).
+    #[inline(never)]
+    fn note_table(&mut self, start: usize, end: usize) {
+        let st = &mut self.current;
+        {
             self.expect_table = false;
             if self.text[start..end].eq_ignore_ascii_case("_sqlx_migrations") {
                 st.migration = true;
@@ -698,11 +837,10 @@ impl<'a> Lexer<'a> {
             let name = &self.text[start..e];
             let dup = st.tables[..st.table_count]
                 .iter()
-                .flatten()
                 .any(|&(s, t)| &self.text[s..t] == name);
             if !dup {
                 if st.table_count < st.tables.len() {
-                    st.tables[st.table_count] = Some((start, e));
+                    st.tables[st.table_count] = (start, e);
                     st.table_count += 1;
                 } else {
                     st.extra_tables = true;
@@ -720,7 +858,7 @@ impl<'a> Lexer<'a> {
             self.space();
         }
         let start = self.out.len();
-        self.out.push('(');
+        self.out.push(b'(');
         self.last = Some(Tok::Open);
         if self.depth < MAX_GROUPS {
             self.groups[self.depth] = Group {
@@ -737,11 +875,11 @@ impl<'a> Lexer<'a> {
 
     fn close(&mut self) {
         if self.depth == 0 {
-            self.emit(")", Tok::Close);
+            self.emit(b")", Tok::Close);
             return;
         }
         self.depth -= 1;
-        self.out.push(')');
+        self.out.push(b')');
         self.last = Some(Tok::Close);
         if self.values_depth.is_some_and(|d| d > self.depth) {
             self.values_depth = None;
@@ -753,7 +891,7 @@ impl<'a> Lexer<'a> {
         let g = self.groups[self.depth];
         if g.all_values && g.non_empty {
             self.out.truncate(g.start);
-            self.out.push_str("(?)");
+            self.out.extend_from_slice(b"(?)");
         }
         if g.values_row {
             let row = (g.start, self.out.len());
@@ -781,7 +919,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn end_statement(&mut self) {
-        self.emit(";", Tok::Semi);
+        self.emit(b";", Tok::Semi);
         let st = std::mem::take(&mut self.current);
         self.fold_statement(st);
         self.depth = 0;
@@ -793,11 +931,13 @@ impl<'a> Lexer<'a> {
     fn space(&mut self) {
         match self.last {
             None | Some(Tok::Open) | Some(Tok::Glue) => {}
-            _ => self.out.push(' '),
+            _ => self.out.push(b' '),
         }
     }
 
-    fn emit(&mut self, text: &str, tok: Tok) {
+    // Inlined: most callers pass a constant token kind, which folds most of the branches.
+    #[inline(always)]
+    fn emit(&mut self, text: &[u8], tok: Tok) {
         match tok {
             Tok::Close | Tok::Comma | Tok::Glue | Tok::Semi => {}
             _ => self.space(),
@@ -818,7 +958,11 @@ impl<'a> Lexer<'a> {
         if tok != Tok::Ident && tok != Tok::Keyword {
             self.expect_table = self.expect_table && tok == Tok::Glue;
         }
-        self.out.push_str(text);
+        // Half the tokens are one byte (`,`, `.`, `?`, `=`, an alias): no `memcpy` call.
+        match text {
+            [byte] => self.out.push(*byte),
+            _ => self.out.extend_from_slice(text),
+        }
         self.last = Some(tok);
     }
 
@@ -839,7 +983,7 @@ impl<'a> Lexer<'a> {
             self.operation = op;
         }
         self.many_tables |= st.extra_tables;
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             match self.collection {
                 None => self.collection = Some((s, e)),
                 Some((cs, ce)) if self.text[cs..ce] != self.text[s..e] => self.many_tables = true,
@@ -850,69 +994,89 @@ impl<'a> Lexer<'a> {
             return;
         }
         let mut part_len = op.map_or(0, str::len);
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             part_len += 1 + e - s;
         }
         let sep = if self.summary.is_empty() { 0 } else { 2 };
-        if !self.summary.is_empty() && self.summary.len() + sep + part_len > MAX_SUMMARY_LEN {
+        if !self.summary.is_empty() && self.summary.len + sep + part_len > MAX_SUMMARY_LEN {
             self.summary_full = true;
             return;
         }
         if sep > 0 {
-            self.summary.push_str("; ");
+            self.summary.push("; ");
         }
         let mut first = true;
         if let Some(op) = op {
-            self.summary.push_str(op);
+            self.summary.push(op);
             first = false;
         }
-        for &(s, e) in st.tables[..st.table_count].iter().flatten() {
+        for &(s, e) in st.tables[..st.table_count].iter() {
             if !first {
-                self.summary.push(' ');
+                self.summary.push(" ");
             }
             first = false;
-            self.summary.push_str(&self.text[s..e]);
+            if self.collection_at.is_none() && self.collection == Some((s, e)) {
+                self.collection_at = Some((self.summary.len, self.summary.len + e - s));
+            }
+            self.summary.push(&self.text[s..e]);
         }
     }
 
-    fn finish(mut self) -> Fingerprint {
+    fn finish(&mut self) -> Fingerprint {
         let st = std::mem::take(&mut self.current);
         self.fold_statement(st);
         // Drop a trailing `;` so `SELECT 1;` and `SELECT 1` share a shape.
-        while self.out.ends_with(';') || self.out.ends_with(' ') {
+        while let Some(b';' | b' ') = self.out.last() {
             self.out.pop();
         }
-        let hash = fast_hash(self.out.as_bytes(), 0x6f74_656c_2d73_716c);
-        let mut sanitized = self.out;
-        truncate_at_boundary(&mut sanitized, MAX_SANITIZED_LEN);
-        let mut summary = self.summary;
-        truncate_at_boundary(&mut summary, MAX_SUMMARY_LEN);
+        let hash = fast_hash(&self.out, 0x6f74_656c_2d73_716c);
+        let mut texts = std::mem::take(&mut self.out);
+        if texts.len() > MAX_SANITIZED_LEN {
+            // cut on a character boundary: back to the start of the one across the limit
+            let mut cut = MAX_SANITIZED_LEN;
+            while cut > 0 && (texts[cut] as i8) < -0x40 {
+                cut -= 1;
+            }
+            texts.truncate(cut);
+        }
+        let sanitized_len = texts.len();
+        let summary = self.summary.text();
+        texts.extend_from_slice(summary);
+        // Whole tokens and pieces of the text, and ASCII: always UTF-8 (the lossy path is
+        // never taken, it only keeps a bug from becoming a panic).
+        let (texts, sanitized_len) = match String::from_utf8(texts) {
+            Ok(texts) => (texts, sanitized_len),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let mut texts = String::from_utf8_lossy(&bytes[..sanitized_len]).into_owned();
+                let len = texts.len();
+                texts.push_str(&String::from_utf8_lossy(&bytes[sanitized_len..]));
+                (texts, len)
+            }
+        };
         let collection = match self.collection {
-            Some((s, e)) if !self.many_tables => Some(Arc::from(&self.text[s..e])),
+            Some((s, e)) if !self.many_tables => Some(match self.collection_at {
+                Some((start, end)) if end <= texts.len() - sanitized_len => {
+                    Collection::InSummary(start, end)
+                }
+                _ => Collection::Own(Arc::from(&self.text[s..e])),
+            }),
             _ => None,
         };
         Fingerprint {
             hash,
-            sanitized,
-            summary: Arc::from(summary),
+            texts,
+            sanitized_len,
+            summary_shared: OnceLock::new(),
             operation: self.operation,
             collection,
             kind: self.kind,
-            literals_hash: self.literals,
+            literals_hash: self.literals.map(finalize),
             has_placeholders: self.has_placeholders,
             statements: self.statement_count,
             suggestion: OnceLock::new(),
+            collection_shared: OnceLock::new(),
         }
-    }
-}
-
-fn truncate_at_boundary(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
     }
 }
 
@@ -1160,6 +1324,19 @@ const KEYWORD_TABLE: [u8; KEYWORD_SLOTS] = {
     table
 };
 const KEYWORD_SLOTS: usize = 512;
+// `keyword_at` folds case by clearing bit 5, exact only for words made of letters.
+const _: () = {
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let k = KEYWORDS[i].as_bytes();
+        let mut j = 0;
+        while j < k.len() {
+            assert!(k[j].is_ascii_uppercase());
+            j += 1;
+        }
+        i += 1;
+    }
+};
 // Indexes fit the table's `u8` entries, and the table stays sparse enough for short probes.
 const _: () = assert!(KEYWORDS.len() < 255 && KEYWORDS.len() * 3 < KEYWORD_SLOTS);
 
@@ -1171,20 +1348,36 @@ const fn keyword_slot(key: u128) -> usize {
 /// The canonical keyword for `word`, when it is one (ASCII case-insensitive).
 #[cfg(test)]
 fn keyword(word: &str) -> Option<&'static str> {
-    keyword_index(word).map(|i| KEYWORDS[i])
+    keyword_at(word.as_bytes(), 0, word.len()).map(|i| KEYWORDS[i])
 }
 
-/// The index in [`KEYWORDS`] of `word`, when it is a keyword (ASCII case-insensitive).
-fn keyword_index(word: &str) -> Option<usize> {
-    let b = word.as_bytes();
-    if b.len() > 12 || b.len() < 2 {
+/// The index in [`KEYWORDS`] of the word `src[start..start + len]` (a run of identifier
+/// characters), when it is a keyword (ASCII case-insensitive).
+///
+/// The word is loaded big-endian into a `u128` (straight from `src` when 16 bytes are left,
+/// else through a zero-padded copy), the bytes past it masked off, and bit 5 of every byte
+/// cleared: that upper-cases ASCII letters, and since every keyword is made of letters only,
+/// a folded word equals a keyword's key exactly when the word is that keyword in any case
+/// (a digit, `$`, `_` or non-ASCII byte never folds onto a letter).
+fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<usize> {
+    if !(2..=12).contains(&len) {
         return None;
     }
-    let mut buf = [0u8; 16];
-    for (d, s) in buf.iter_mut().zip(b) {
-        *d = s.to_ascii_uppercase();
-    }
-    let key = u128::from_be_bytes(buf);
+    let raw = match src.get(start..start + 16) {
+        Some(window) => {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(window);
+            u128::from_be_bytes(bytes) & !(u128::MAX >> (8 * len))
+        }
+        None => {
+            let mut bytes = [0u8; 16];
+            for (d, s) in bytes.iter_mut().zip(src.get(start..start + len)?) {
+                *d = *s;
+            }
+            u128::from_be_bytes(bytes)
+        }
+    };
+    let key = raw & u128::from_ne_bytes([0xDF; 16]);
     let mut slot = keyword_slot(key);
     loop {
         let entry = KEYWORD_TABLE[slot] as usize;
@@ -1310,6 +1503,38 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The folded-`u128` lookup agrees with a plain case-insensitive search, wherever the
+        /// word sits in the text (16 bytes left or not) and whatever follows it.
+        #[test]
+        fn keyword_lookup_matches_a_plain_search(
+            word in "[A-Za-z0-9_$\u{e9}]{1,14}",
+            before in "[ a-z(]{0,3}",
+            after in "[ ,;a-z0-9]{0,20}",
+        ) {
+            let text = format!("{before}{word}{after}");
+            let expected = KEYWORDS.iter().position(|k| k.eq_ignore_ascii_case(&word));
+            let found = keyword_at(text.as_bytes(), before.len(), word.len());
+            proptest::prop_assert_eq!(found, expected, "{:?} in {:?}", word, text);
+        }
+    }
+
+    #[test]
+    fn keyword_lookup_near_the_end_and_with_folding_lookalikes() {
+        for kw in KEYWORDS {
+            let lower = kw.to_ascii_lowercase();
+            assert_eq!(keyword(&lower), Some(*kw));
+            let text = format!("x {lower}");
+            let found = keyword_at(text.as_bytes(), 2, kw.len()).map(|i| KEYWORDS[i]);
+            assert_eq!(found, Some(*kw), "{text}");
+        }
+        // digits and `$` lose bit 5 too, but never become letters
+        for word in ["s3lect", "a5", "_as", "as_", "a$", "in1", "\u{e9}s"] {
+            assert_eq!(keyword(word), None, "{word}");
+        }
+        assert_eq!(keyword_at(b"in", 1, 2), None, "out of bounds is no keyword");
+    }
+
     #[test]
     fn literals_and_placeholders_become_question_marks() {
         assert_eq!(
@@ -1404,6 +1629,63 @@ mod tests {
     }
 
     #[test]
+    fn long_summaries_are_cut_on_a_char_boundary_and_keep_their_collection() {
+        // a table name longer than the summary limit, with 2-byte characters across the cut
+        let table: String = std::iter::repeat_n("é", 200).collect();
+        let fp = fingerprint(&format!("SELECT * FROM {table} WHERE id = 1"));
+        let expected = format!("SELECT {table}");
+        let mut cut = MAX_SUMMARY_LEN;
+        while !expected.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        assert_eq!(fp.summary(), &expected[..cut]);
+        assert!(fp.summary().len() <= MAX_SUMMARY_LEN);
+        assert_eq!(
+            fp.collection(),
+            Some(table.as_str()),
+            "not cut with the summary"
+        );
+        assert_eq!(fp.collection_shared().map(|c| &**c), Some(table.as_str()));
+
+        // the summary fills up with statements before the one naming the table
+        let begins = "BEGIN; ".repeat(60);
+        let fp = fingerprint(&format!("{begins}SELECT * FROM users"));
+        assert!(fp.summary().len() <= MAX_SUMMARY_LEN);
+        assert!(!fp.summary().contains("users"));
+        assert_eq!(fp.collection(), Some("users"));
+
+        // the usual case: the collection is the summary's table
+        let fp = fingerprint("SELECT * FROM users WHERE id = 1");
+        assert_eq!(fp.collection(), Some("users"));
+        assert_eq!(fp.collection_shared().map(|c| &**c), Some("users"));
+        assert_eq!(fp, fingerprint("SELECT * FROM users WHERE id = 1"));
+    }
+
+    #[test]
+    fn long_sanitized_text_is_cut_on_a_char_boundary_and_the_summary_kept_whole() {
+        let column: String = std::iter::repeat_n("é", 3000).collect();
+        let sql = format!("SELECT a{column} FROM users WHERE id = 1");
+        let fp = fingerprint(&sql);
+        let full = format!("SELECT a{column} FROM users WHERE id = ?");
+        let mut cut = MAX_SANITIZED_LEN;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        assert_eq!(fp.sanitized(), &full[..cut]);
+        assert_eq!(fp.summary(), "SELECT users");
+        assert_eq!(fp.collection(), Some("users"));
+        assert_eq!(&**fp.summary_shared(), "SELECT users");
+        // the hash covers the whole text
+        assert_ne!(
+            fp.hash(),
+            fingerprint(&format!(
+                "SELECT a{column} FROM users WHERE id = 1 AND b = 2"
+            ))
+            .hash()
+        );
+    }
+
+    #[test]
     fn kinds() {
         for q in [
             "SELECT 1",
@@ -1440,6 +1722,28 @@ mod tests {
             fingerprint("SELECT * FROM t WHERE id = $1").literals_hash(),
             None
         );
+        // where one literal ends and the next starts counts too
+        assert_ne!(
+            fingerprint("SELECT * FROM t WHERE a = 12 AND b = 3").literals_hash(),
+            fingerprint("SELECT * FROM t WHERE a = 1 AND b = 23").literals_hash()
+        );
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE a = 12 AND b = 3").literals_hash(),
+            fingerprint("select * from t where a = 12 and b = 3").literals_hash()
+        );
+    }
+
+    #[test]
+    fn fast_hash_is_stable() {
+        // Values of the hash before `fold_bytes` was split out: fingerprints stay comparable
+        // across versions.
+        assert_eq!(fast_hash(b"", 0), 0);
+        assert_eq!(fast_hash(b"SELECT ?", 1), fast_hash(b"SELECT ?", 1));
+        assert_eq!(
+            fast_hash(b"SELECT * FROM t WHERE id = ?", 0x6f74_656c_2d73_716c),
+            0x99a7_710b_f600_7e91
+        );
+        assert_ne!(fast_hash(b"SELECT a", 0), fast_hash(b"SELECT b", 0));
     }
 
     #[test]

@@ -130,16 +130,12 @@ pub(crate) fn begin<'q, DB: TracedDatabase, E: Execute<'q, DB>>(
     let arguments = query.take_arguments();
     let sql = query.sql();
     let fp = fingerprint::cached(sql.as_str(), shared.dialect);
-    let args_hash = match &arguments {
-        Ok(Some(args)) if args.len() > 0 => Some(DB::arguments_hash(args)),
-        _ => None,
-    };
-    let values_hash = match (args_hash, fp.literals_hash()) {
-        (Some(a), Some(l)) => a ^ l.rotate_left(17),
-        (Some(a), None) => a,
-        (None, Some(l)) => l,
-        (None, None) => 0,
-    };
+    // Hashing the bound values is the dearest part of feeding the detector: done only when
+    // the detector will count this query (same shape and same values is a `duplicate`).
+    let values_hash = (shared.detect_repeats
+        && fp.kind() != StatementKind::Ignored
+        && repeated_shape::is_enabled())
+    .then(|| values_hash::<DB>(&arguments, &fp));
     let span = if parent_is_unsampled() {
         // Sampling before bridging (DESIGN.md): inside an unsampled request no bridged span
         // is built; the metric and the N+1 detector still see the query.
@@ -167,12 +163,30 @@ pub(crate) fn begin<'q, DB: TracedDatabase, E: Execute<'q, DB>>(
     (prepared, guard)
 }
 
+/// The hash of the values of one query: its bound arguments and the literals in its text.
+fn values_hash<DB: TracedDatabase>(
+    arguments: &Result<Option<DB::Arguments>, BoxDynError>,
+    fp: &Fingerprint,
+) -> u64 {
+    let args_hash = match arguments {
+        Ok(Some(args)) if args.len() > 0 => Some(DB::arguments_hash(args)),
+        _ => None,
+    };
+    match (args_hash, fp.literals_hash()) {
+        (Some(a), Some(l)) => a ^ l.rotate_left(17),
+        (Some(a), None) => a,
+        (None, Some(l)) => l,
+        (None, None) => 0,
+    }
+}
+
 /// The open span of one operation; closes it (once) on completion or drop.
 pub(crate) struct QueryGuard {
     span: tracing::Span,
     shared: Arc<Shared>,
     fp: Arc<Fingerprint>,
-    values_hash: u64,
+    /// `None` when the detector was off as the query started.
+    values_hash: Option<u64>,
     call_site: Option<&'static Location<'static>>,
     started: Instant,
     rows: u64,
@@ -217,22 +231,23 @@ impl QueryGuard {
         }
         self.shared.duration.record(duration.as_secs_f64(), &attrs);
 
-        if self.shared.detect_repeats {
+        if self.shared.detect_repeats && repeated_shape::is_enabled() {
             let kind = match self.fp.kind() {
                 StatementKind::Read => ShapeKind::Read,
                 StatementKind::Write => ShapeKind::Write,
-                StatementKind::Ignored => ShapeKind::Ignored,
+                StatementKind::Ignored => return,
             };
-            let _enter = span.enter();
-            let cx = otel_core::context::current();
             let suggestion = suggestion(&self.fp, self.shared.dialect);
-            repeated_shape::observe(
-                &cx,
+            // Reported from the query's span without entering it (that is what
+            // `observe_in_span` is for): grouped by the span that issued the query, the
+            // warning of a finding logged inside the query's span.
+            repeated_shape::observe_in_span(
+                span,
                 &Observation {
                     shape: self.fp.sanitized(),
                     fingerprint: self.fp.hash(),
                     kind,
-                    values_hash: Some(self.values_hash),
+                    values_hash: self.values_hash,
                     started: self.started,
                     duration,
                     call_site: self.call_site,

@@ -116,3 +116,68 @@ async fn unsampled_request_builds_no_span_but_still_counts_repeats() {
         .unwrap_or_else(|| panic!("{findings:?}"));
     assert_eq!(f.count, 5);
 }
+
+#[tokio::test]
+async fn the_n_plus_one_warning_is_logged_inside_the_query_span_that_crossed_the_threshold() {
+    let tt = otel_core::testing::TestTelemetry::new();
+    let pool = connect().await.unwrap();
+    let t = common::unique("warned");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
+    )))
+    .execute(pool.inner())
+    .await
+    .unwrap();
+    let ((), findings) = otel_sql::n_plus_one_findings(async {
+        for id in 0..6_i64 {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM {t} WHERE id = ?"
+            )))
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].count, 6);
+    // The query span is never entered, yet the warning is an event of the fifth query's span
+    // (the one that crossed the threshold), as if it had been.
+    let spans = tt.spans_named(&format!("SELECT {t}"));
+    assert_eq!(spans.len(), 6);
+    let warned: Vec<_> = spans
+        .iter()
+        .filter(|s| s.events.iter().any(|e| e.name.contains("detected: ")))
+        .collect();
+    assert_eq!(warned.len(), 1, "{spans:#?}");
+}
+
+#[tokio::test]
+async fn a_pool_without_repeat_detection_feeds_nothing_to_the_detector() {
+    let _tt = otel_core::testing::TestTelemetry::new();
+    let pool = connect().await.unwrap();
+    let untracked = otel_sql::TracedPool::builder(pool.inner().clone())
+        .detect_repeats(false)
+        .build();
+    let t = common::unique("untracked");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
+    )))
+    .execute(pool.inner())
+    .await
+    .unwrap();
+    let ((), findings) = otel_sql::n_plus_one_findings(async {
+        for _ in 0..6 {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM {t} WHERE id = ?"
+            )))
+            .bind(1_i64)
+            .fetch_all(&untracked)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    assert_eq!(findings, vec![]);
+}

@@ -21,7 +21,7 @@
 //! # });
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::panic::Location;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ pub(crate) type ParentSpan = Option<&'static Metadata<'static>>;
 /// The counters of one scope.
 #[derive(Default)]
 pub(crate) struct ScopeState {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, foldhash::fast::RandomState>,
     /// The last shape observed (fingerprint, text): the "source" of the next new shape.
     last: Option<(u64, Arc<str>)>,
     fired: Vec<Fired>,
@@ -74,35 +74,35 @@ impl ScopeState {
             obs.fingerprint,
         );
         let end = obs.started.checked_add(obs.duration).unwrap_or(obs.started);
-        if !self.entries.contains_key(&key) {
-            if self.entries.len() >= config.max_shapes_per_scope {
+        let tracked = self.entries.len();
+        let entry = match self.entries.entry(key) {
+            hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            hash_map::Entry::Vacant(_) if tracked >= config.max_shapes_per_scope => {
                 self.untracked = self.untracked.saturating_add(1);
                 return Vec::new();
             }
-            let source = match &self.last {
-                Some((fingerprint, shape)) if *fingerprint != obs.fingerprint => {
-                    Some(shape.clone())
-                }
-                _ => None,
-            };
-            let entry = Entry {
-                shape: Arc::from(truncate(obs.shape, config.max_shape_len)),
-                kind: obs.kind,
-                count: 0,
-                total: Duration::ZERO,
-                max_end: obs.started,
-                overlaps: 0,
-                call_site: obs.call_site,
-                parent,
-                source,
-                suggestion: None,
-                values: Vec::new(),
-                fired: 0,
-            };
-            self.entries.insert(key, entry);
-        }
-        let Some(entry) = self.entries.get_mut(&key) else {
-            return Vec::new();
+            hash_map::Entry::Vacant(vacant) => {
+                let source = match &self.last {
+                    Some((fingerprint, shape)) if *fingerprint != obs.fingerprint => {
+                        Some(shape.clone())
+                    }
+                    _ => None,
+                };
+                vacant.insert(Entry {
+                    shape: Arc::from(truncate(obs.shape, config.max_shape_len)),
+                    kind: obs.kind,
+                    count: 0,
+                    total: Duration::ZERO,
+                    max_end: obs.started,
+                    overlaps: 0,
+                    call_site: obs.call_site,
+                    parent,
+                    source,
+                    suggestion: None,
+                    values: Vec::new(),
+                    fired: 0,
+                })
+            }
         };
         entry.count = entry.count.saturating_add(1);
         entry.total = entry.total.saturating_add(obs.duration);
@@ -121,7 +121,15 @@ impl ScopeState {
         let same_values = obs
             .values_hash
             .and_then(|hash| entry.count_values(hash, obs.duration));
-        self.last = Some((obs.fingerprint, entry.shape.clone()));
+        match &mut self.last {
+            // The same shape again (the usual repeat): nothing to swap.
+            Some((fingerprint, shape)) if *fingerprint == obs.fingerprint => {
+                if !Arc::ptr_eq(shape, &entry.shape) {
+                    *shape = entry.shape.clone();
+                }
+            }
+            last => *last = Some((obs.fingerprint, entry.shape.clone())),
+        }
 
         let mut crossed = Vec::new();
         let repeats = match entry.kind {

@@ -38,6 +38,9 @@
 //! set in code ([`set_config`], [`Scope::with_config`]) wins. `Off` costs one atomic load
 //! per [`observe`].
 //!
+//! A caller that opens a span per operation reports it with [`observe_in_span`], without
+//! entering the span (the result is the same as [`observe`] from inside it).
+//!
 //! When a finding is reported: at its threshold (5th repeat by default) the
 //! `n_plus_one.findings` counter is incremented and the mode acts with the count so far
 //! (`Warn` logs on target `otel_core::n_plus_one`, `Panic` panics, `Callback` is called);
@@ -64,6 +67,7 @@ use std::sync::atomic::Ordering;
 use opentelemetry::Context;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::TraceContextExt as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 pub use config::{
     ConfigError, DetectorConfig, DetectorConfigBuilder, ENV_MODE, Mode, mode_from_env, set_config,
@@ -104,11 +108,79 @@ pub fn observe(cx: &Context, obs: &Observation<'_>) {
     if config::STATE.load(Ordering::Relaxed) == 0 || obs.kind == ShapeKind::Ignored {
         return;
     }
-    if let Some(scope) = cx.get::<Scope>() {
-        return scope.inner.observe(cx, obs);
+    observe_from(cx, Issuer::Current, obs);
+}
+
+/// Like [`observe`], for a caller that opened a `tracing` span for the operation and does
+/// not want to enter it just to report it (entering a bridged span activates its
+/// OpenTelemetry context, which costs more than counting the operation). The result is the
+/// same as calling [`observe`] with `otel_core::context::current()` from inside `span`:
+///
+/// - the scope is the nearest [`Scope`] in the current context, else in `span`'s context
+///   (the span's context is built only when the current one has no scope: the usual case,
+///   an operation finished in the request it started in, never pays for it);
+/// - repeats are grouped by `span`'s parent (the span that issued the operation);
+/// - a finding is reported (warning, callback, fallback event) with `span` entered, so the
+///   warning lands on the operation's span; `span` is entered only then, at most once per
+///   (scope, shape, kind).
+///
+/// When `span` is disabled (`Span::none()`, or filtered out) this is [`observe`] with the
+/// current context.
+///
+/// ```
+/// use otel_core::repeated_shape::{self, Observation, ShapeKind};
+///
+/// let span = tracing::info_span!("SELECT comments");
+/// // ... the operation runs, its span not entered ...
+/// repeated_shape::observe_in_span(&span, &Observation {
+///     shape: "SELECT * FROM comments WHERE post_id = ?",
+///     fingerprint: 0xC0FFEE,
+///     kind: ShapeKind::Read,
+///     values_hash: None,
+///     started: std::time::Instant::now(),
+///     duration: std::time::Duration::from_millis(1),
+///     call_site: None,
+///     suggestion: None,
+/// });
+/// ```
+pub fn observe_in_span(span: &tracing::Span, obs: &Observation<'_>) {
+    if config::STATE.load(Ordering::Relaxed) == 0 || obs.kind == ShapeKind::Ignored {
+        return;
+    }
+    if span.is_disabled() {
+        return observe_from(&crate::context::current(), Issuer::Current, obs);
     }
     if let Some(scope) = Context::map_current(|current| current.get::<Scope>().cloned()) {
-        return scope.inner.observe(cx, obs);
+        // A real scope reports on its own span: the context is not needed.
+        return scope
+            .inner
+            .observe(&Context::new(), Issuer::Span(span), obs);
+    }
+    // What `otel_core::context::current()` gives inside the entered span.
+    let cx = span.context();
+    let cx = if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        Context::current()
+    };
+    observe_from(&cx, Issuer::Span(span), obs);
+}
+
+/// Which span issued an observation (the key its repeats are grouped by).
+#[derive(Clone, Copy)]
+pub(crate) enum Issuer<'a> {
+    /// The parent of the current `tracing` span.
+    Current,
+    /// The parent of this (not entered) operation span; findings are reported inside it.
+    Span(&'a tracing::Span),
+}
+
+fn observe_from(cx: &Context, issuer: Issuer<'_>, obs: &Observation<'_>) {
+    if let Some(scope) = cx.get::<Scope>() {
+        return scope.inner.observe(cx, issuer, obs);
+    }
+    if let Some(scope) = Context::map_current(|current| current.get::<Scope>().cloned()) {
+        return scope.inner.observe(cx, issuer, obs);
     }
     let span_context = cx.span().span_context().clone();
     if !span_context.is_valid() {
@@ -120,7 +192,7 @@ pub fn observe(cx: &Context, obs: &Observation<'_>) {
     }
     fallback::scope_for(span_context.trace_id(), config.max_scopes)
         .inner
-        .observe(cx, obs);
+        .observe(cx, issuer, obs);
 }
 
 /// Runs `fut` in a fresh scope (its context attached across polls, so spans and spawned tasks

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use opentelemetry::Context;
 use parking_lot::Mutex;
 
+use super::Issuer;
 use super::config::{self, DetectorConfig, GLOBAL};
 use super::detector::{ParentSpan, ScopeState};
 use super::finding::Finding;
@@ -175,7 +176,7 @@ impl Scope {
 impl ScopeInner {
     /// Counts `obs` and reports the findings it makes. No lock is held while reporting (a
     /// `Panic` mode panics with the scope unlocked).
-    pub(crate) fn observe(&self, cx: &Context, obs: &Observation<'_>) {
+    pub(crate) fn observe(&self, cx: &Context, issuer: Issuer<'_>, obs: &Observation<'_>) {
         if self.kind == Kind::Ignore {
             return;
         }
@@ -183,13 +184,26 @@ impl ScopeInner {
         if matches!(config.mode, config::Mode::Off) || config.is_allowlisted(obs.shape) {
             return;
         }
-        let parent = issuing_span(self.span_metadata);
+        let parent = match issuer {
+            Issuer::Current => issuing_span(self.span_metadata),
+            Issuer::Span(span) => parent_of(span, self.span_metadata),
+        };
         let crossed = self
             .state
             .lock()
             .record(&config, parent, obs, self.name.as_deref());
-        for finding in &crossed {
-            report::threshold_crossed(&config, self.kind == Kind::Fallback, cx, finding);
+        if crossed.is_empty() {
+            return;
+        }
+        let report = || {
+            for finding in &crossed {
+                report::threshold_crossed(&config, self.kind == Kind::Fallback, cx, finding);
+            }
+        };
+        match issuer {
+            Issuer::Current => report(),
+            // As if the operation's span were entered all along (see `observe_in_span`).
+            Issuer::Span(span) => span.in_scope(report),
         }
     }
 
@@ -249,6 +263,31 @@ fn issuing_span(scope_span: ParentSpan) -> ParentSpan {
         let parent = data.parent()?;
         registry.span_data(parent).map(|parent| parent.metadata())
     });
+    if is_same(found, scope_span) {
+        None
+    } else {
+        found
+    }
+}
+
+/// The span that issued the operation of `span` (not entered): its parent, as
+/// [`issuing_span`] finds it with `span` current.
+fn parent_of(span: &tracing::Span, scope_span: ParentSpan) -> ParentSpan {
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+
+    let found = span.with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            // No registry to find the parent in: the span itself is the best key we have.
+            return span.metadata();
+        };
+        let data = registry.span_data(id)?;
+        if is_same(Some(data.metadata()), scope_span) {
+            return None;
+        }
+        let parent = data.parent()?;
+        registry.span_data(parent).map(|parent| parent.metadata())
+    });
+    let found = found.flatten();
     if is_same(found, scope_span) {
         None
     } else {
