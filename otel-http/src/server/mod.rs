@@ -294,102 +294,86 @@ where
             req.extensions_mut().insert(a.id.clone());
         }
         let echo = accepted.as_ref().map(Accepted::header_value);
-        if sampled {
-            // Everything known now goes into the span macro: each later `record` costs a
-            // subscriber round trip.
-            let server = request_info::server_address(&req);
-            let client = request_info::client_address(&req, config.trust_forwarded);
-            let user_agent = req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .map(|v| redact::header_value(&http::header::USER_AGENT, v));
-            let query = config
-                .capture_query
-                .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
-                .flatten();
-            let span = tracing::info_span!(
-                target: "otel_http",
-                "HTTP request",
-                otel.name = name.as_str(),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                { sc::HTTP_REQUEST_METHOD } = method,
-                { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
-                { sc::URL_PATH } = req.uri().path(),
-                { sc::URL_SCHEME } = scheme,
-                { sc::URL_QUERY } = query.as_deref(),
-                { sc::HTTP_ROUTE } = route.as_deref(),
-                { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
-                { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
-                { sc::CLIENT_ADDRESS } = client.as_deref(),
-                { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
-                { sc::NETWORK_PROTOCOL_VERSION } = version,
-                { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
-                { sc::ERROR_TYPE } = Empty,
-                { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
-                { attributes::REQUEST_ID_REJECTED } = accepted
-                    .as_ref()
-                    .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
-                { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
-            );
-            let mut tracked = Box::new(Tracked::new(
-                config.clone(),
-                start,
-                method_index,
-                route,
-                scheme,
-                version,
-                echo,
-            ));
-            if repeated_shape::is_enabled() {
-                // Queries and calls made below this span count in one N+1 scope; the
-                // scope is finished (and lets go of the span) when the request ends.
-                let scope = Scope::new(span.clone()).named(name.to_owned_name());
-                cx = cx.with_value(scope.clone());
-                tracked.scope = Some(scope);
-            }
-            // When the span is filtered out or no OpenTelemetry layer is installed, the
-            // span cannot carry the context: attach it instead, so the request id and the
-            // trace still reach downstream calls.
-            if span.is_disabled() || span.set_parent(cx.clone()).is_err() {
-                tracked.cx = Some(cx);
-            }
-            record_headers(&span, &config.request_headers, req.headers());
-            // The span is entered while the response future is polled (where handlers
-            // run), not around `call`, which for axum and hyper only builds the future.
-            let future = match &tracked.cx {
-                Some(cx) => {
-                    let _attached = cx.clone().attach();
-                    self.inner.call(req)
-                }
-                None => self.inner.call(req),
-            };
-            tracked.span = Some(span);
-            tracked.start_active();
-            ResponseFuture::tracked(future, tracked)
-        } else {
-            let mut tracked = Box::new(Tracked::new(
-                config.clone(),
-                start,
-                method_index,
-                route,
-                scheme,
-                version,
-                echo,
-            ));
-            if repeated_shape::is_enabled() {
-                let scope = Scope::new(tracing::Span::none()).named(name.to_owned_name());
-                cx = cx.with_value(scope.clone());
-                tracked.scope = Some(scope);
-            }
-            let future = {
+        let span = sampled.then(|| {
+                // Everything known now goes into the span macro: each later `record` costs a
+                // subscriber round trip.
+                let server = request_info::server_address(&req);
+                let client = request_info::client_address(&req, config.trust_forwarded);
+                let user_agent = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .map(|v| redact::header_value(&http::header::USER_AGENT, v));
+                let query = config
+                    .capture_query
+                    .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
+                    .flatten();
+                tracing::info_span!(
+                    target: "otel_http",
+                    "HTTP request",
+                    otel.name = name.as_str(),
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    { sc::HTTP_REQUEST_METHOD } = method,
+                    { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
+                    { sc::URL_PATH } = req.uri().path(),
+                    { sc::URL_SCHEME } = scheme,
+                    { sc::URL_QUERY } = query.as_deref(),
+                    { sc::HTTP_ROUTE } = route.as_deref(),
+                    { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
+                    { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
+                    { sc::CLIENT_ADDRESS } = client.as_deref(),
+                    { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
+                    { sc::NETWORK_PROTOCOL_VERSION } = version,
+                    { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
+                    { sc::ERROR_TYPE } = Empty,
+                    { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
+                    { attributes::REQUEST_ID_REJECTED } = accepted
+                        .as_ref()
+                        .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
+                    { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
+                )
+        });
+        let mut tracked = Box::new(Tracked::new(
+            config.clone(),
+            start,
+            method_index,
+            route,
+            scheme,
+            version,
+            echo,
+        ));
+        if repeated_shape::is_enabled() {
+            // Queries and calls made below this request count in one N+1 scope; the scope is
+            // finished (and lets go of the span) when the request ends.
+            let scope_span = span.clone().unwrap_or_else(tracing::Span::none);
+            let scope = Scope::new(scope_span).named(name.to_owned_name());
+            cx = cx.with_value(scope.clone());
+            tracked.scope = Some(scope);
+        }
+        if let Some(span) = &span {
+            record_headers(span, &config.request_headers, req.headers());
+        }
+        // An unsampled request has no span to carry its context; neither has a sampled one
+        // whose span is filtered out or has no OpenTelemetry layer: the context is attached
+        // instead, so the request id and the trace still reach downstream calls.
+        if span
+            .as_ref()
+            .is_none_or(|span| span.is_disabled() || span.set_parent(cx.clone()).is_err())
+        {
+            tracked.cx = Some(cx);
+        }
+        // The span is entered while the response future is polled (where handlers run), not
+        // around `call`, which for axum and hyper only builds the future.
+        let future = match &tracked.cx {
+            Some(cx) => {
                 let _attached = cx.clone().attach();
                 self.inner.call(req)
-            };
-            tracked.cx = Some(cx);
-            tracked.start_active();
-            ResponseFuture::tracked(future, tracked)
-        }
+            }
+            None => self.inner.call(req),
+        };
+        tracked.span = span;
+        tracked.start_active();
+        ResponseFuture::tracked(future, tracked)
     }
 }
 
