@@ -186,9 +186,7 @@ impl Default for CloneRetry {
     }
 }
 
-impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E>
-    for CloneRetry
-{
+impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E> for CloneRetry {
     type Future = std::future::Ready<()>;
 
     fn retry(

@@ -248,8 +248,12 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "tower_bare" | "retry_breaker" | "tower_retry" | "tower_bare_in_span"
-        | "retry_breaker_in_span" | "tower_retry_in_span" => {
+        "tower_bare"
+        | "retry_breaker"
+        | "tower_retry"
+        | "tower_bare_in_span"
+        | "retry_breaker_in_span"
+        | "tower_retry_in_span" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -315,9 +319,7 @@ impl Default for CloneRetry {
     }
 }
 
-impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E>
-    for CloneRetry
-{
+impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E> for CloneRetry {
     type Future = std::future::Ready<()>;
 
     fn retry(
