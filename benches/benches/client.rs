@@ -5,7 +5,10 @@
 //! Run (from `benches/`): `cargo bench --bench client -- --warm-up-time 1 --measurement-time 3`.
 //!
 //! Goal: retry + breaker on the healthy path ≤ 100 ns per call (`client-no-network`, the
-//! difference between `retry+breaker` and `bare`; `*/in-span` inside a sampled request span). `reqwest-tracing` 0.7 supports
+//! difference between `retry+breaker` and `bare`; `*/in-span` inside a sampled request span).
+//! `tower-retry` is the floor of any retry layer that can resend: tower's own
+//! `tower::retry::Retry` with a minimal policy that clones the request (no backoff, no
+//! budget, no telemetry). `reqwest-tracing` 0.7 supports
 //! OpenTelemetry up to 0.32: it runs on its own 0.32 SDK stack (tracing-opentelemetry 0.33),
 //! with the W3C propagator installed as that version's global one so it injects `traceparent`.
 
@@ -145,6 +148,11 @@ fn client(c: &mut Criterion) {
     group.bench_function("retry+breaker", |b| {
         b.iter(|| call_now(&mut layered, request()).status())
     });
+    let mut tower_retry = tower::retry::Retry::new(CloneRetry::default(), inner);
+    assert_eq!(call_now(&mut tower_retry, request()).status(), 200);
+    group.bench_function("tower-retry", |b| {
+        b.iter(|| call_now(&mut tower_retry, request()).status())
+    });
     // The same two inside a sampled request span, as a client call in a service handler is
     // (the retry layer opens its span only when an attempt fails; see otel-resilience).
     {
@@ -156,8 +164,49 @@ fn client(c: &mut Criterion) {
         group.bench_function("retry+breaker/in-span", |b| {
             b.iter(|| call_now(&mut layered, request()).status())
         });
+        group.bench_function("tower-retry/in-span", |b| {
+            b.iter(|| call_now(&mut tower_retry, request()).status())
+        });
     }
     group.finish();
+}
+
+/// The floor of any retry layer that can resend a request: a policy for tower's own
+/// `tower::retry::Retry` that keeps a clone of every request (as any retry must) and
+/// retries an error or a 5xx at once, up to 3 attempts in all: no backoff, no budget, no
+/// telemetry. Same as in `benches/instructions.rs`.
+#[derive(Clone)]
+struct CloneRetry {
+    retries_left: u32,
+}
+
+impl Default for CloneRetry {
+    fn default() -> Self {
+        CloneRetry { retries_left: 2 }
+    }
+}
+
+impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E> for CloneRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut http::Request<B>,
+        result: &mut Result<http::Response<RB>, E>,
+    ) -> Option<Self::Future> {
+        let failed = match result {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(_) => true,
+        };
+        (failed && self.retries_left > 0).then(|| {
+            self.retries_left -= 1;
+            std::future::ready(())
+        })
+    }
+
+    fn clone_request(&mut self, req: &http::Request<B>) -> Option<http::Request<B>> {
+        Some(req.clone())
+    }
 }
 
 fn request() -> http::Request<Full<Bytes>> {

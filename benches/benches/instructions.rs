@@ -9,9 +9,11 @@
 //! `server_disabled` (ours with `sampling::set_enabled(false)`), `server_sampled`,
 //! `server_reference` (one bridged span with the same fields, no layer logic), and the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
-//! (both boxed, so the difference is the two layers), and the same inside a sampled request
-//! span with a bridged subscriber, as in a service: `tower_bare_in_span`,
-//! `retry_breaker_in_span`; the reqwest client over loopback to an
+//! (both boxed, so the difference is the two layers), `tower_retry` (the floor of any layer
+//! that can resend: `tower::retry::Retry` with a minimal policy that clones the request, no
+//! backoff, no budget, no telemetry), and the same inside a sampled request span with a
+//! bridged subscriber, as in a service: `tower_bare_in_span`, `retry_breaker_in_span`,
+//! `tower_retry_in_span`; the reqwest client over loopback to an
 //! in-process server: `client_chain` (empty middleware chain), `client_ours`, `client_peer`
 //! (`reqwest-tracing` on its OpenTelemetry 0.32 stack); one SQLite query through sqlx:
 //! `sql_bare`, `sql_reference` (one bridged child span), `sql_ours` (`TracedPool`, detector
@@ -246,7 +248,12 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "tower_bare" | "retry_breaker" | "tower_bare_in_span" | "retry_breaker_in_span" => {
+        "tower_bare"
+        | "retry_breaker"
+        | "tower_retry"
+        | "tower_bare_in_span"
+        | "retry_breaker_in_span"
+        | "tower_retry_in_span" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -267,6 +274,11 @@ fn main() {
             let mut service: tower::util::BoxService<_, _, tower::BoxError> =
                 if path.starts_with("tower_bare") {
                     tower::util::BoxService::new(inner.map_err(tower::BoxError::from))
+                } else if path.starts_with("tower_retry") {
+                    tower::util::BoxService::new(tower::retry::Retry::new(
+                        CloneRetry::default(),
+                        inner.map_err(tower::BoxError::from),
+                    ))
                 } else {
                     tower::util::BoxService::new(
                         tower::ServiceBuilder::new()
@@ -289,6 +301,44 @@ fn main() {
             eprintln!("unknown path {other}");
             std::process::exit(2);
         }
+    }
+}
+
+/// The floor of any retry layer that can resend a request: a policy for tower's own
+/// `tower::retry::Retry` that keeps a clone of every request (as any retry must) and
+/// retries an error or a 5xx at once, up to 3 attempts in all: no backoff, no budget, no
+/// telemetry. Same as in `benches/client.rs`.
+#[derive(Clone)]
+struct CloneRetry {
+    retries_left: u32,
+}
+
+impl Default for CloneRetry {
+    fn default() -> Self {
+        CloneRetry { retries_left: 2 }
+    }
+}
+
+impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E> for CloneRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut http::Request<B>,
+        result: &mut Result<http::Response<RB>, E>,
+    ) -> Option<Self::Future> {
+        let failed = match result {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(_) => true,
+        };
+        (failed && self.retries_left > 0).then(|| {
+            self.retries_left -= 1;
+            std::future::ready(())
+        })
+    }
+
+    fn clone_request(&mut self, req: &http::Request<B>) -> Option<http::Request<B>> {
+        Some(req.clone())
     }
 }
 

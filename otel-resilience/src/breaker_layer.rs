@@ -29,10 +29,12 @@
 //! # let _ = layer;
 //! ```
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 
 use http::{Request, Response, StatusCode};
@@ -128,6 +130,7 @@ impl CircuitBreakerLayer {
                 fixed: None,
                 classifier: BreakerClassifier::default(),
                 attributes_in_extensions: false,
+                cache: BreakerCache::default(),
             }),
         }
     }
@@ -183,7 +186,9 @@ impl<S> Layer<S> for CircuitBreakerLayer {
     fn layer(&self, inner: S) -> CircuitBreakerService<S> {
         CircuitBreakerService {
             inner,
-            shared: self.shared.clone(),
+            // The layer's settings with a breaker cache of the service's own (its clones
+            // share it).
+            shared: Arc::new(BreakerShared::clone(&self.shared)),
         }
     }
 }
@@ -210,7 +215,9 @@ where
                     self.inner.call(req)
                 } else {
                     let inner = &mut self.inner;
-                    SpanAttributes::hand_off(&breaker.span_attributes(), || inner.call(req))
+                    breaker.with_span_attributes(|attributes| {
+                        SpanAttributes::hand_off(attributes, || inner.call(req))
+                    })
                 };
                 ResponseFuture {
                     state: FutureState::Called { future },
@@ -288,15 +295,60 @@ pub(crate) struct BreakerShared {
     pub(crate) fixed: Option<Arc<CircuitBreaker>>,
     pub(crate) classifier: BreakerClassifier,
     pub(crate) attributes_in_extensions: bool,
+    /// The breaker of the first authority called through this service (each service made by
+    /// [`CircuitBreakerLayer::layer`] gets its own, empty: see [`BreakerCache`]).
+    pub(crate) cache: BreakerCache,
 }
 
 impl BreakerShared {
-    pub(crate) fn breaker_for(&self, uri: &http::Uri) -> Arc<CircuitBreaker> {
+    /// The breaker of `uri`'s authority (or the fixed one): borrowed from the cache when it
+    /// holds that authority's breaker, else from the registry (a read lock and a hash).
+    pub(crate) fn breaker_for(&self, uri: &http::Uri) -> Cow<'_, Arc<CircuitBreaker>> {
         if let Some(b) = &self.fixed {
-            return b.clone();
+            return Cow::Borrowed(b);
         }
         let key = uri.authority().map_or(DEFAULT_BREAKER_KEY, |a| a.as_str());
-        self.registry.get(key)
+        if let Some(b) = self.cache.get(key) {
+            return Cow::Borrowed(b);
+        }
+        let breaker = self.registry.get(key);
+        self.cache.offer(key, &breaker);
+        Cow::Owned(breaker)
+    }
+}
+
+/// The breaker of the first authority a service called, so that its next calls skip the
+/// registry's read lock and hash (a shared cache line every call of every thread would
+/// write). Hand-written: a `OnceLock` filled once is all it needs, and reading it is one load.
+///
+/// Keyed-per-authority semantics are exact: the registry creates the breaker of key `k`
+/// under the name `k` and never removes one, so a cached breaker whose name equals the key is
+/// the one the registry would return; a key past the registry's limit (served by the shared
+/// `default` breaker, named otherwise) is never cached, and every other authority is looked
+/// up as before. A service that calls several authorities caches the first one only: a
+/// client service usually talks to one downstream.
+#[derive(Debug, Default)]
+pub(crate) struct BreakerCache(OnceLock<Arc<CircuitBreaker>>);
+
+impl BreakerCache {
+    /// The cached breaker, if it is the one of `key`.
+    fn get(&self, key: &str) -> Option<&Arc<CircuitBreaker>> {
+        self.0.get().filter(|b| b.name() == key)
+    }
+
+    /// Caches `breaker` (the registry's for `key`) if nothing is cached yet and it is named
+    /// `key`.
+    fn offer(&self, key: &str, breaker: &Arc<CircuitBreaker>) {
+        if self.0.get().is_none() && breaker.name() == key {
+            let _ = self.0.set(breaker.clone());
+        }
+    }
+}
+
+impl Clone for BreakerCache {
+    /// Empty: a copy of the settings (a new layer or a new service) starts its own cache.
+    fn clone(&self) -> Self {
+        BreakerCache::default()
     }
 }
 

@@ -137,6 +137,8 @@ pub struct CircuitBreaker {
     /// The window length of one bucket, in nanoseconds (at least 1).
     bucket_nanos: u64,
     inner: Mutex<Inner>,
+    /// [`span_attributes`](Self::span_attributes) of a closed breaker with no failure.
+    healthy_attributes: [KeyValue; 2],
 }
 
 /// Builds a [`CircuitBreaker`].
@@ -349,6 +351,13 @@ impl CircuitBreakerBuilder {
             }),
             clock: self.clock,
             config: self.config,
+            healthy_attributes: [
+                KeyValue::new(
+                    attributes::CIRCUIT_BREAKER_STATE,
+                    BreakerState::Closed.as_str(),
+                ),
+                KeyValue::new(attributes::CIRCUIT_BREAKER_FAILURES, 0_i64),
+            ],
         };
         if let Some(m) = &breaker.metrics {
             m.breaker_state.record(0, &[breaker.name_kv()]);
@@ -470,6 +479,19 @@ impl CircuitBreaker {
                 i64::from(self.failures()),
             ),
         ]
+    }
+
+    /// Runs `f` with [`span_attributes`](Self::span_attributes): on the healthy path (closed,
+    /// no failure in the window) a set built once with the breaker, so that a call builds
+    /// and drops no attribute.
+    pub(crate) fn with_span_attributes<R>(&self, f: impl FnOnce(&[KeyValue]) -> R) -> R {
+        if self.fast_state.load(Ordering::Acquire) == CLOSED
+            && self.failures.load(Ordering::Relaxed) == 0
+        {
+            f(&self.healthy_attributes)
+        } else {
+            f(&self.span_attributes())
+        }
     }
 
     fn permit(self: &Arc<Self>, generation: u64, probe: bool, started: Option<Instant>) -> Permit {

@@ -83,6 +83,7 @@ impl CircuitBreakerMiddleware {
                 // it calls the next one), so the attributes travel in the extensions; their cost
                 // is small next to a network call.
                 attributes_in_extensions: true,
+                cache: Default::default(),
             }),
         }
     }
@@ -130,11 +131,13 @@ impl Middleware for RetryMiddleware {
                 None => attempt.await,
             };
             let failure = match &result {
-                Ok(resp) => shared.policy.classify_response(
-                    resp.status(),
-                    resp.headers(),
-                    shared.clock.system_now(),
-                ),
+                Ok(resp) => {
+                    shared
+                        .policy
+                        .classify_response_with(resp.status(), resp.headers(), || {
+                            shared.clock.system_now()
+                        })
+                }
                 Err(reqwest_middleware::Error::Reqwest(e)) => Some(Failure::from_error(e)),
                 Err(reqwest_middleware::Error::Middleware(e)) => {
                     Some(Failure::from_error(e.as_ref()))

@@ -186,6 +186,9 @@ impl RetryLayerBuilder {
                 clock: self.clock,
                 rng: self.rng.unwrap_or_default(),
                 metrics: self.metrics.unwrap_or_else(ResilienceMetrics::global),
+                attempt_attributes: (1..=PREBUILT_ATTEMPTS)
+                    .map(|attempt| [attempt_attribute(attempt)])
+                    .collect(),
             }),
         })
     }
@@ -354,10 +357,10 @@ where
                     let result = ready!(defer_rejections(|| future.poll(cx)))
                         .map_err(Into::<BoxError>::into);
                     let failure = match &result {
-                        Ok(resp) => this.shared.policy.classify_response(
+                        Ok(resp) => this.shared.policy.classify_response_with(
                             resp.status(),
                             resp.headers(),
-                            this.shared.clock.system_now(),
+                            || this.shared.clock.system_now(),
                         ),
                         Err(e) => Some(Failure::from_error(&**e)),
                     };
@@ -407,6 +410,16 @@ pub(crate) struct RetryShared {
     pub(crate) clock: SharedClock,
     pub(crate) rng: RandomSource,
     pub(crate) metrics: ResilienceMetrics,
+    /// The `retry.attempt` attribute set of attempts 1..=[`PREBUILT_ATTEMPTS`], built once:
+    /// counting an attempt then builds and drops no attribute.
+    attempt_attributes: Box<[[KeyValue; 1]]>,
+}
+
+/// How many attempt numbers have a pre-built attribute set (later ones build theirs).
+const PREBUILT_ATTEMPTS: u32 = 8;
+
+fn attempt_attribute(attempt: u32) -> KeyValue {
+    KeyValue::new(attributes::RETRY_ATTEMPT, i64::from(attempt))
 }
 
 impl std::fmt::Debug for RetryShared {
@@ -460,10 +473,14 @@ impl RetryShared {
     }
 
     pub(crate) fn count_attempt(&self, attempt: u32) {
-        self.metrics.attempts.add(
-            1,
-            &[KeyValue::new(attributes::RETRY_ATTEMPT, i64::from(attempt))],
-        );
+        let prebuilt = usize::try_from(attempt)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.attempt_attributes.get(i));
+        match prebuilt {
+            Some(attributes) => self.metrics.attempts.add(1, attributes),
+            None => self.metrics.attempts.add(1, &[attempt_attribute(attempt)]),
+        }
     }
 
     pub(crate) fn record_success(&self) {

@@ -304,6 +304,18 @@ impl RetryPolicy {
         headers: &HeaderMap,
         now: SystemTime,
     ) -> Option<Failure> {
+        self.classify_response_with(status, headers, || now)
+    }
+
+    /// [`classify_response`](Self::classify_response) reading the wall clock only when an
+    /// HTTP-date `Retry-After` needs it (never on a success: the healthy path reads no clock
+    /// here).
+    pub(crate) fn classify_response_with(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Option<Failure> {
         let grpc = if is_grpc(headers) {
             grpc_status(headers)
         } else {
@@ -515,7 +527,7 @@ const GRPC_CONTENT_TYPE: &[u8] = b"application/grpc";
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_RETRY_PUSHBACK: HeaderName = HeaderName::from_static(GRPC_RETRY_PUSHBACK_MS);
 
-fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<ServerDelay> {
+fn server_delay(headers: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Option<ServerDelay> {
     if let Some(v) = headers.get(&GRPC_RETRY_PUSHBACK) {
         let parsed = std::str::from_utf8(v.as_bytes())
             .ok()
@@ -526,7 +538,7 @@ fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<ServerDelay> {
         });
     }
     let v = headers.get(http::header::RETRY_AFTER)?;
-    parse_retry_after(v.as_bytes(), now).map(ServerDelay::RetryAfter)
+    parse_retry_after(v.as_bytes(), now()).map(ServerDelay::RetryAfter)
 }
 
 fn classify_error(error: &(dyn StdError + 'static)) -> FailureKind {

@@ -303,3 +303,193 @@ async fn breakers_are_per_authority() {
         BreakerState::Closed
     );
 }
+
+/// A stub downstream answering by authority (`ok.test` 200, `down.test` 503, any other
+/// 200), recording what a client layer would put on each call's span.
+fn stub_by_authority() -> (
+    Seen,
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::io::Error,
+        Future = impl Send,
+    > + Clone,
+) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let mut attrs = vec![(
+            "authority".to_owned(),
+            req.uri().authority().unwrap().to_string(),
+        )];
+        SpanAttributes::take(req.extensions(), |kv| {
+            attrs.push((kv.key.to_string(), kv.value.to_string()))
+        });
+        s.lock().unwrap().push(attrs);
+        let code = if req.uri().host() == Some("down.test") {
+            503
+        } else {
+            200
+        };
+        async move { Ok(status(code)) }
+    });
+    (seen, svc)
+}
+
+fn last_seen(seen: &Seen) -> Vec<(String, String)> {
+    seen.lock().unwrap().last().cloned().unwrap()
+}
+
+fn pair(k: &str, v: &str) -> (String, String) {
+    (k.to_owned(), v.to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_cache_follows_a_change_of_authority() {
+    let _telemetry = TestTelemetry::new();
+    let registry = CircuitBreakerRegistry::builder()
+        .config(CircuitBreakerConfig::default().consecutive_failures(2))
+        .build();
+    let (seen, stub) = stub_by_authority();
+    // One service and its clones (they share one cache), as a client in an app state.
+    let svc = CircuitBreakerLayer::with_registry(registry.clone()).layer(stub);
+    let call = |url: &'static str| {
+        let svc = svc.clone();
+        async move { svc.oneshot(request(Method::GET, url)).await }
+    };
+    // The first authority is cached; then calls alternate between it and another one.
+    for _ in 0..2 {
+        assert_eq!(call("http://ok.test/").await.unwrap().status(), 200);
+        assert_eq!(call("http://down.test/").await.unwrap().status(), 503);
+    }
+    let err = call("http://down.test/").await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<CircuitOpen>()
+            .expect("down.test tripped")
+            .name(),
+        "down.test"
+    );
+    // The cached breaker is the healthy authority's own: its calls still flow.
+    assert_eq!(call("http://ok.test/").await.unwrap().status(), 200);
+    assert_eq!(registry.get("ok.test").state(), BreakerState::Closed);
+    assert_eq!(registry.get("down.test").state(), BreakerState::Open);
+    assert_eq!(registry.breakers().len(), 2);
+    // A new service of the same layer starts with an empty cache, and first calls the open
+    // authority: it is cached and still rejects; the healthy one is looked up and flows.
+    let (_, stub) = stub_by_authority();
+    let other = CircuitBreakerLayer::with_registry(registry.clone()).layer(stub);
+    let err = other
+        .clone()
+        .oneshot(request(Method::GET, "http://down.test/"))
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<CircuitOpen>().is_some());
+    let resp = other
+        .clone()
+        .oneshot(request(Method::GET, "http://ok.test/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        last_seen(&seen),
+        vec![
+            pair("authority", "ok.test"),
+            pair("circuit_breaker.state", "closed"),
+            pair("circuit_breaker.failures", "0"),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_past_the_registry_limit_share_the_default_breaker_through_the_cache() {
+    let _telemetry = TestTelemetry::new();
+    let registry = CircuitBreakerRegistry::builder()
+        .max_breakers(1)
+        .config(CircuitBreakerConfig::default().consecutive_failures(2))
+        .build();
+    let (_, stub) = stub_by_authority();
+    let svc = CircuitBreakerLayer::with_registry(registry.clone()).layer(stub);
+    let call = |url: &'static str| {
+        let svc = svc.clone();
+        async move { svc.oneshot(request(Method::GET, url)).await }
+    };
+    // `down.test` is past the limit: served by `default`, never cached as its own.
+    assert_eq!(call("http://ok.test/").await.unwrap().status(), 200);
+    for _ in 0..2 {
+        assert_eq!(call("http://down.test/").await.unwrap().status(), 503);
+    }
+    let err = call("http://other.test/").await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<CircuitOpen>().unwrap().name(),
+        "default",
+        "the shared overflow breaker tripped"
+    );
+    assert_eq!(call("http://ok.test/").await.unwrap().status(), 200);
+    assert_eq!(registry.get("ok.test").state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_transitions_are_seen_through_the_cached_breaker() {
+    let _telemetry = TestTelemetry::new();
+    let registry = CircuitBreakerRegistry::builder()
+        .config(
+            CircuitBreakerConfig::default()
+                .consecutive_failures(3)
+                .open_duration(Duration::from_secs(5), Duration::from_secs(60))
+                .open_jitter(0.0),
+        )
+        .build();
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = failing.clone();
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let stub = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let mut attrs = Vec::new();
+        SpanAttributes::take(req.extensions(), |kv| {
+            attrs.push((kv.key.to_string(), kv.value.to_string()))
+        });
+        s.lock().unwrap().push(attrs);
+        let code = if f.load(Ordering::SeqCst) { 503 } else { 200 };
+        async move { Ok::<_, std::io::Error>(status(code)) }
+    });
+    let svc = CircuitBreakerLayer::with_registry(registry.clone()).layer(stub);
+    let call = || {
+        let svc = svc.clone();
+        async move { svc.oneshot(request(Method::GET, "http://api.test/")).await }
+    };
+    let attrs = |state: &str, failures: &str| {
+        vec![
+            pair("circuit_breaker.state", state),
+            pair("circuit_breaker.failures", failures),
+        ]
+    };
+    // Healthy: the attribute set built once with the breaker.
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(last_seen(&seen), attrs("closed", "0"));
+    failing.store(true, Ordering::SeqCst);
+    assert_eq!(call().await.unwrap().status(), 503);
+    assert_eq!(last_seen(&seen), attrs("closed", "0"));
+    assert_eq!(call().await.unwrap().status(), 503);
+    assert_eq!(
+        last_seen(&seen),
+        attrs("closed", "1"),
+        "a failure is counted"
+    );
+    assert_eq!(call().await.unwrap().status(), 503);
+    let err = call().await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<CircuitOpen>().unwrap().state(),
+        BreakerState::Open
+    );
+    // The open time elapses: the cached breaker turns half-open and admits one probe.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(
+        last_seen(&seen)[0],
+        pair("circuit_breaker.state", "half_open")
+    );
+    assert_eq!(registry.get("api.test").state(), BreakerState::Closed);
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(last_seen(&seen)[0], pair("circuit_breaker.state", "closed"));
+}

@@ -518,3 +518,33 @@ async fn the_logical_call_carries_the_request_id_of_the_request() {
     let span = telemetry.span("retry GET");
     assert_eq!(attr(&span, "request.id").as_deref(), Some("user-quoted-42"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_is_counted_by_its_number_past_the_prebuilt_attribute_sets() {
+    // Attempts 1 to 8 use attribute sets built with the layer, later ones build theirs.
+    let telemetry = TestTelemetry::new();
+    let (seen, inner) = stub(vec![Ok(503); 11].into_iter().chain([Ok(200)]).collect());
+    let svc = ServiceBuilder::new()
+        .layer(
+            RetryLayer::builder()
+                .policy(
+                    RetryPolicy::default()
+                        .max_attempts(12)
+                        .backoff(otel_resilience::backoff::Backoff::none()),
+                )
+                .no_budget()
+                .meter_provider(telemetry.meter_provider())
+                .build(),
+        )
+        .service(inner);
+    let resp = svc
+        .oneshot(request(Method::GET, "http://inventory/items"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 12);
+    let mut points = telemetry.u64_counter_by("retry.attempts", "retry.attempt");
+    points.sort_by_key(|(attempt, _)| attempt.parse::<u32>().unwrap());
+    let expected: Vec<(String, u64)> = (1..=12).map(|n| (n.to_string(), 1)).collect();
+    assert_eq!(points, expected);
+}
