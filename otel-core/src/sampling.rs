@@ -146,6 +146,53 @@ fn decide_inner(
     }
 }
 
+/// What a client operation (a database query, an outgoing call) needs to know of the context
+/// it starts in before it opens its span: see [`current_parent`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentParent {
+    /// The current context holds a valid span context that is not sampled: build no span.
+    pub unsampled: bool,
+    /// The request id of the current context ([`RequestId::from_context`]).
+    pub request_id: Option<RequestId>,
+}
+
+/// The sampling fact and request id of the current OpenTelemetry context, read in one lookup.
+///
+/// The same as reading them from [`context::current()`](crate::context::current), without
+/// cloning the current `tracing` span (a reference-count round trip through the subscriber)
+/// nor the context when it is attached rather than carried by the span: a client layer that
+/// asked for both with `context::current()` twice paid about 2 000 instructions, this pays
+/// about a third of that.
+///
+/// ```
+/// let parent = otel_core::sampling::current_parent();
+/// assert!(!parent.unsampled);
+/// assert!(parent.request_id.is_none());
+/// ```
+pub fn current_parent() -> CurrentParent {
+    fn facts(cx: &Context) -> CurrentParent {
+        let span = cx.span();
+        let sc = span.span_context();
+        CurrentParent {
+            unsampled: sc.is_valid() && !sc.is_sampled(),
+            request_id: RequestId::from_context(cx).cloned(),
+        }
+    }
+    // `context::current()` step by step: the current span's context when it is bridged and
+    // valid, else the attached one. The dispatcher is taken out of `get_default` (an `Arc`
+    // clone) so that building the span's context does not run inside it.
+    let (dispatch, id) = tracing::dispatcher::get_default(|dispatch| {
+        (dispatch.clone(), dispatch.current_span().id().cloned())
+    });
+    if let Some(id) = id
+        && let Some(cx) = tracing_opentelemetry::get_otel_context(&id, &dispatch)
+        && cx.span().span_context().is_valid()
+    {
+        return facts(&cx);
+    }
+    Context::map_current(facts)
+}
+
 /// The request id [`decide_for_request`] stored with its sampling marker, if any.
 pub(crate) fn request_id_of(cx: &Context) -> Option<&RequestId> {
     cx.get::<PreSampledMarker>()
@@ -309,5 +356,89 @@ mod tests {
             panic!("expected a sampled decision");
         };
         assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "i-1");
+    }
+
+    /// What `current_parent` must agree with: both facts read from `context::current()`.
+    fn slow_parent() -> CurrentParent {
+        let cx = crate::context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        CurrentParent {
+            unsampled: sc.is_valid() && !sc.is_sampled(),
+            request_id: RequestId::from_context(&cx).cloned(),
+        }
+    }
+
+    #[test]
+    fn current_parent_reads_what_context_current_holds() {
+        // No subscriber, nothing attached.
+        assert_eq!(current_parent(), CurrentParent::default());
+        assert_eq!(current_parent(), slow_parent());
+
+        let _telemetry = crate::testing::TestTelemetry::new();
+        // A bridged subscriber, no span, nothing attached.
+        assert_eq!(current_parent(), CurrentParent::default());
+
+        // An unsampled request: no span, the decided context attached.
+        let unsampled_parent = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(7),
+            opentelemetry::trace::SpanId::from(9),
+            TraceFlags::default(),
+            true,
+            TraceState::default(),
+        ));
+        let Decision::Unsampled(cx) = decide_for_request(
+            &unsampled_parent,
+            "GET /u",
+            SpanKind::Server,
+            Some(id("u-1")),
+        ) else {
+            panic!("expected an unsampled decision");
+        };
+        {
+            let _guard = cx.attach();
+            let parent = current_parent();
+            assert!(parent.unsampled);
+            assert_eq!(
+                parent.request_id.as_ref().map(RequestId::as_str),
+                Some("u-1")
+            );
+            assert_eq!(parent, slow_parent());
+            // A span entered inside it: its context is the attached one's child, also
+            // unsampled.
+            tracing::info_span!("inner").in_scope(|| assert_eq!(current_parent(), slow_parent()));
+        }
+
+        // A sampled request: the bridged span entered, its parent carrying marker and id.
+        let Decision::Sampled(parent_cx) =
+            decide_for_request(&Context::new(), "GET /s", SpanKind::Server, Some(id("s-1")))
+        else {
+            panic!("expected a sampled decision");
+        };
+        let span = tracing::info_span!("GET /s");
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent_cx);
+        span.in_scope(|| {
+            let parent = current_parent();
+            assert!(!parent.unsampled);
+            assert_eq!(
+                parent.request_id.as_ref().map(RequestId::as_str),
+                Some("s-1")
+            );
+            assert_eq!(parent, slow_parent());
+            // A child span sees the same.
+            tracing::info_span!("child").in_scope(|| assert_eq!(current_parent(), slow_parent()));
+        });
+
+        // A request id attached outside any span.
+        let _guard = Context::new().with_value(id("attached")).attach();
+        let parent = current_parent();
+        assert_eq!(
+            parent.request_id.as_ref().map(RequestId::as_str),
+            Some("attached")
+        );
+        assert_eq!(parent, slow_parent());
+        // A bridged span without that id in its context: the span's context wins, as in
+        // `context::current()` (the span was opened in that context, so it inherits it).
+        tracing::info_span!("in attached").in_scope(|| assert_eq!(current_parent(), slow_parent()));
     }
 }
