@@ -276,7 +276,7 @@ fn main() {
                     tower::util::BoxService::new(inner.map_err(tower::BoxError::from))
                 } else if path.starts_with("tower_retry") {
                     tower::util::BoxService::new(tower::retry::Retry::new(
-                        CloneRetry::default(),
+                        otel_benches::CloneRetry::default(),
                         inner.map_err(tower::BoxError::from),
                     ))
                 } else {
@@ -301,44 +301,6 @@ fn main() {
             eprintln!("unknown path {other}");
             std::process::exit(2);
         }
-    }
-}
-
-/// The floor of any retry layer that can resend a request: a policy for tower's own
-/// `tower::retry::Retry` that keeps a clone of every request (as any retry must) and
-/// retries an error or a 5xx at once, up to 3 attempts in all: no backoff, no budget, no
-/// telemetry. Same as in `benches/client.rs`.
-#[derive(Clone)]
-struct CloneRetry {
-    retries_left: u32,
-}
-
-impl Default for CloneRetry {
-    fn default() -> Self {
-        CloneRetry { retries_left: 2 }
-    }
-}
-
-impl<B: Clone, RB, E> tower::retry::Policy<http::Request<B>, http::Response<RB>, E> for CloneRetry {
-    type Future = std::future::Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut http::Request<B>,
-        result: &mut Result<http::Response<RB>, E>,
-    ) -> Option<Self::Future> {
-        let failed = match result {
-            Ok(resp) => resp.status().is_server_error(),
-            Err(_) => true,
-        };
-        (failed && self.retries_left > 0).then(|| {
-            self.retries_left -= 1;
-            std::future::ready(())
-        })
-    }
-
-    fn clone_request(&mut self, req: &http::Request<B>) -> Option<http::Request<B>> {
-        Some(req.clone())
     }
 }
 
