@@ -309,13 +309,7 @@ mod tests {
         assert_eq!(RequestId::from_context(&child).unwrap().as_str(), "child");
 
         // An unsampled parent: the id travels in its own entry.
-        let unsampled_parent = Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(7),
-            opentelemetry::trace::SpanId::from(9),
-            TraceFlags::default(),
-            true,
-            TraceState::default(),
-        ));
+        let unsampled_parent = unsampled_remote_parent();
         let Decision::Unsampled(cx) = decide_for_request(
             &unsampled_parent,
             "GET /a",
@@ -358,6 +352,17 @@ mod tests {
         assert_eq!(RequestId::from_context(&cx).unwrap().as_str(), "i-1");
     }
 
+    /// A context whose parent is a remote, unsampled span (trace 7, span 9).
+    fn unsampled_remote_parent() -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(7),
+            opentelemetry::trace::SpanId::from(9),
+            TraceFlags::default(),
+            true,
+            TraceState::default(),
+        ))
+    }
+
     /// What `current_parent` must agree with: both facts read from `context::current()`.
     fn slow_parent() -> CurrentParent {
         let cx = crate::context::current();
@@ -380,13 +385,7 @@ mod tests {
         assert_eq!(current_parent(), CurrentParent::default());
 
         // An unsampled request: no span, the decided context attached.
-        let unsampled_parent = Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(7),
-            opentelemetry::trace::SpanId::from(9),
-            TraceFlags::default(),
-            true,
-            TraceState::default(),
-        ));
+        let unsampled_parent = unsampled_remote_parent();
         let Decision::Unsampled(cx) = decide_for_request(
             &unsampled_parent,
             "GET /u",
