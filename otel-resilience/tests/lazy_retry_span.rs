@@ -52,6 +52,16 @@ fn stub(
     (seen, svc)
 }
 
+/// `GET http://payments/charge` through `svc`, inside a `request` span as in a handler.
+async fn charge_in_request<S>(svc: S) -> Result<S::Response, S::Error>
+where
+    S: Service<Request<Full<Bytes>>>,
+{
+    svc.oneshot(request(Method::GET, "http://payments/charge"))
+        .instrument(tracing::info_span!("request"))
+        .await
+}
+
 fn one(telemetry: &TestTelemetry, name: &str) -> SpanData {
     let spans = telemetry.spans_named(name);
     assert_eq!(spans.len(), 1, "one {name}: {:?}", telemetry.spans());
@@ -78,11 +88,7 @@ async fn a_healthy_call_under_a_span_has_no_retry_span_and_still_counts() {
         )
         .layer(CircuitBreakerLayer::with_registry(registry.clone()))
         .service(inner);
-    let resp = svc
-        .oneshot(request(Method::GET, "http://payments/charge"))
-        .instrument(tracing::info_span!("request"))
-        .await
-        .unwrap();
+    let resp = charge_in_request(svc).await.unwrap();
     assert_eq!(resp.status(), 200);
 
     assert!(telemetry.spans_named("retry GET").is_empty());
@@ -109,11 +115,7 @@ async fn the_retry_span_opens_when_the_first_attempt_fails() {
         .layer(RetryLayer::builder().seed(7).build())
         .layer(CircuitBreakerLayer::new())
         .service(inner);
-    let resp = svc
-        .oneshot(request(Method::GET, "http://payments/charge"))
-        .instrument(tracing::info_span!("request"))
-        .await
-        .unwrap();
+    let resp = charge_in_request(svc).await.unwrap();
     assert_eq!(resp.status(), 200);
 
     let request_span = one(&telemetry, "request");
@@ -159,11 +161,7 @@ async fn a_first_attempt_rejected_by_the_breaker_is_recorded_under_the_retry_spa
         .layer(RetryLayer::new())
         .layer(CircuitBreakerLayer::with_registry(registry))
         .service(inner);
-    let err = svc
-        .oneshot(request(Method::GET, "http://payments/charge"))
-        .instrument(tracing::info_span!("request"))
-        .await
-        .unwrap_err();
+    let err = charge_in_request(svc).await.unwrap_err();
     assert!(err.is::<CircuitOpen>());
     assert!(seen.lock().unwrap().is_empty(), "nothing sent");
 
@@ -194,11 +192,7 @@ async fn a_rejection_swallowed_between_the_layers_is_still_recorded() {
         })
         .layer(CircuitBreakerLayer::with_registry(registry))
         .service(inner);
-    let resp = svc
-        .oneshot(request(Method::GET, "http://payments/charge"))
-        .instrument(tracing::info_span!("request"))
-        .await
-        .unwrap();
+    let resp = charge_in_request(svc).await.unwrap();
     assert_eq!(resp.status(), 500);
     let rejection = one(&telemetry, "circuit_breaker payments");
     assert_eq!(
