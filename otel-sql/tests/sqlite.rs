@@ -4,6 +4,19 @@ mod common;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+/// `SELECT id FROM {t} WHERE id = ?` once per id in `0..n`: the N+1 loop.
+async fn select_each_id(pool: &otel_sql::TracedPool<sqlx::Sqlite>, t: &str, n: i64) {
+    for id in 0..n {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {t} WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    }
+}
+
 async fn connect() -> Option<otel_sql::TracedPool<sqlx::Sqlite>> {
     use sqlx::ConnectOptions;
     let options: SqliteConnectOptions = "sqlite::memory:".parse().unwrap();
@@ -95,15 +108,7 @@ async fn unsampled_request_builds_no_span_but_still_counts_repeats() {
     ));
     let _attached = unsampled.attach();
     let ((), findings) = otel_sql::n_plus_one_findings(async {
-        for id in 0..5_i64 {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM {t} WHERE id = ?"
-            )))
-            .bind(id)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        }
+        select_each_id(&pool, &t, 5).await;
     })
     .await;
     assert!(
@@ -129,15 +134,7 @@ async fn the_n_plus_one_warning_is_logged_inside_the_query_span_that_crossed_the
     .await
     .unwrap();
     let ((), findings) = otel_sql::n_plus_one_findings(async {
-        for id in 0..6_i64 {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM {t} WHERE id = ?"
-            )))
-            .bind(id)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        }
+        select_each_id(&pool, &t, 6).await;
     })
     .await;
     assert_eq!(findings.len(), 1, "{findings:?}");
