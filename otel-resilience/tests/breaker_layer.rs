@@ -18,7 +18,7 @@ use otel_resilience::{
     BreakerState, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry, CircuitOpen,
     RetryLayer,
 };
-use support::{attr, request, serve, status};
+use support::{attr, recording_stub, request, serve, status, taken_attributes};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[tokio::test(start_paused = true)]
@@ -78,18 +78,7 @@ fn failing_stub() -> (
         Future = impl Send,
     > + Clone,
 ) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        // What a client layer records on its span (inside the breaker's `call`).
-        let mut attrs = Vec::new();
-        SpanAttributes::take(req.extensions(), |kv| {
-            attrs.push((kv.key.to_string(), kv.value.to_string()))
-        });
-        s.lock().unwrap().push(attrs);
-        async { Ok(status(503)) }
-    });
-    (seen, svc)
+    recording_stub(|_| Ok(503), taken_attributes)
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,25 +304,21 @@ fn stub_by_authority() -> (
         Future = impl Send,
     > + Clone,
 ) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let mut attrs = vec![(
-            "authority".to_owned(),
-            req.uri().authority().unwrap().to_string(),
-        )];
-        SpanAttributes::take(req.extensions(), |kv| {
-            attrs.push((kv.key.to_string(), kv.value.to_string()))
-        });
-        s.lock().unwrap().push(attrs);
-        let code = if req.uri().host() == Some("down.test") {
-            503
-        } else {
-            200
-        };
-        async move { Ok(status(code)) }
-    });
-    (seen, svc)
+    recording_stub(
+        |req| {
+            Ok(if req.uri().host() == Some("down.test") {
+                503
+            } else {
+                200
+            })
+        },
+        |req| {
+            let authority = req.uri().authority().unwrap().to_string();
+            let mut attrs = vec![("authority".to_owned(), authority)];
+            attrs.extend(taken_attributes(req));
+            attrs
+        },
+    )
 }
 
 fn last_seen(seen: &Seen) -> Vec<(String, String)> {

@@ -16,7 +16,7 @@ use otel_core::testing::TestTelemetry;
 use otel_resilience::{
     BreakerMode, CircuitBreakerLayer, CircuitBreakerRegistry, CircuitOpen, RetryLayer,
 };
-use support::{attr, event_attr, request, status};
+use support::{attr, event_attr, recording_stub, request, scripted, status, taken_attributes};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
 
@@ -36,20 +36,10 @@ fn stub(
         Future = impl Send,
     > + Clone,
 ) {
-    let seen: Seen = Arc::default();
-    let script = Arc::new(Mutex::new(script.into_iter()));
-    let s = seen.clone();
-    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let _span = tracing::info_span!("attempt").entered();
-        let mut attrs = Vec::new();
-        SpanAttributes::take(req.extensions(), |kv| {
-            attrs.push((kv.key.to_string(), kv.value.to_string()))
-        });
-        s.lock().unwrap().push(attrs);
-        let code = script.lock().unwrap().next().expect("script exhausted");
-        async move { Ok(status(code)) }
-    });
-    (seen, svc)
+    recording_stub(
+        scripted(script.into_iter().map(Ok).collect()),
+        taken_attributes,
+    )
 }
 
 /// `GET http://payments/charge` through `svc`, inside a `request` span as in a handler.

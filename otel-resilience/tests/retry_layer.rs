@@ -13,7 +13,7 @@ use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::{ResendCount, SpanAttributes};
 use otel_core::testing::TestTelemetry;
 use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy};
-use support::{attr, event_attr, request, serve, status, sum_counter};
+use support::{attr, event_attr, recording_stub, request, scripted, serve, status, sum_counter};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Per attempt: `ResendCount`, number of `SpanAttributes`, virtual time of the call.
@@ -32,25 +32,13 @@ fn stub(
         Future = impl Send,
     > + Clone,
 ) {
-    let seen: Seen = Arc::default();
-    let script = Arc::new(Mutex::new(script.into_iter()));
-    let s = seen.clone();
-    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let _span = tracing::info_span!("attempt").entered();
-        s.lock().unwrap().push((
+    recording_stub(scripted(script), |req| {
+        (
             req.extensions().get::<ResendCount>().map(|r| r.0),
             req.extensions().get::<SpanAttributes>().map(|a| a.0.len()),
             tokio::time::Instant::now(),
-        ));
-        let next = script.lock().unwrap().next().expect("script exhausted");
-        async move {
-            match next {
-                Ok(code) => Ok(status(code)),
-                Err(kind) => Err(std::io::Error::from(kind)),
-            }
-        }
-    });
-    (seen, svc)
+        )
+    })
 }
 
 #[tokio::test(start_paused = true)]

@@ -149,3 +149,58 @@ pub fn sum_counter(
     }
     total
 }
+
+/// The requests a [`recording_stub`] saw, as its `record` closure described them, in order.
+pub type Recorded<T> = Arc<Mutex<Vec<T>>>;
+
+/// A stub client under the layers being tested: for each request, inside an `attempt` span
+/// (as a tracing client layer would open), keeps what `record` makes of it, then answers with
+/// `answer`'s status code or fails with its transport error.
+// The `impl Service` in the returned pair is what makes the type "complex"; naming it would
+// need a boxed service, which the layers under test should not see.
+#[allow(clippy::type_complexity)]
+pub fn recording_stub<T: Send + 'static>(
+    answer: impl Fn(&Request<Full<Bytes>>) -> Result<u16, std::io::ErrorKind> + Clone + Send + 'static,
+    record: impl Fn(&Request<Full<Bytes>>) -> T + Clone + Send + 'static,
+) -> (
+    Recorded<T>,
+    impl tower::Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::io::Error,
+        Future = impl Send,
+    > + Clone,
+) {
+    let recorded: Recorded<T> = Arc::default();
+    let r = recorded.clone();
+    let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let _span = tracing::info_span!("attempt").entered();
+        r.lock().unwrap().push(record(&req));
+        let answer = answer(&req);
+        async move {
+            match answer {
+                Ok(code) => Ok(status(code)),
+                Err(kind) => Err(std::io::Error::from(kind)),
+            }
+        }
+    });
+    (recorded, svc)
+}
+
+/// An `answer` for [`recording_stub`]: the items of `script`, one per request, in order.
+pub fn scripted(
+    script: Vec<Result<u16, std::io::ErrorKind>>,
+) -> impl Fn(&Request<Full<Bytes>>) -> Result<u16, std::io::ErrorKind> + Clone + Send + 'static {
+    let script = Arc::new(Mutex::new(script.into_iter()));
+    move |_| script.lock().unwrap().next().expect("script exhausted")
+}
+
+/// What a client layer records on its span from the layers above: every attribute handed
+/// off or put in the request's `SpanAttributes` extension, as (key, value) text.
+pub fn taken_attributes(req: &Request<Full<Bytes>>) -> Vec<(String, String)> {
+    let mut attrs = Vec::new();
+    otel_core::extensions::SpanAttributes::take(req.extensions(), |kv| {
+        attrs.push((kv.key.to_string(), kv.value.to_string()))
+    });
+    attrs
+}
