@@ -4,6 +4,20 @@ mod common;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+/// A pool and a fresh table with a unique name from `prefix` (`id BIGINT PRIMARY KEY`), created
+/// untraced.
+async fn pool_with_id_table(prefix: &str) -> (otel_sql::TracedPool<sqlx::Sqlite>, String) {
+    let pool = connect().await.unwrap();
+    let t = common::unique(prefix);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
+    )))
+    .execute(pool.inner())
+    .await
+    .unwrap();
+    (pool, t)
+}
+
 /// `SELECT id FROM {t} WHERE id = ?` once per id in `0..n`: the N+1 loop.
 async fn select_each_id(pool: &otel_sql::TracedPool<sqlx::Sqlite>, t: &str, n: i64) {
     for id in 0..n {
@@ -91,14 +105,7 @@ async fn unsampled_request_builds_no_span_but_still_counts_repeats() {
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
     let tt = otel_core::testing::TestTelemetry::new();
-    let pool = connect().await.unwrap();
-    let t = common::unique("unsampled");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
-    )))
-    .execute(pool.inner())
-    .await
-    .unwrap();
+    let (pool, t) = pool_with_id_table("unsampled").await;
     let unsampled = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
         TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
         SpanId::from_hex("00f067aa0ba902b7").unwrap(),
@@ -125,14 +132,7 @@ async fn unsampled_request_builds_no_span_but_still_counts_repeats() {
 #[tokio::test]
 async fn the_n_plus_one_warning_is_logged_inside_the_query_span_that_crossed_the_threshold() {
     let tt = otel_core::testing::TestTelemetry::new();
-    let pool = connect().await.unwrap();
-    let t = common::unique("warned");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {t} (id BIGINT PRIMARY KEY)"
-    )))
-    .execute(pool.inner())
-    .await
-    .unwrap();
+    let (pool, t) = pool_with_id_table("warned").await;
     let ((), findings) = otel_sql::n_plus_one_findings(async {
         select_each_id(&pool, &t, 6).await;
     })
