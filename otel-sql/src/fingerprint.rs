@@ -199,66 +199,233 @@ pub fn fingerprint_with(sql: &str, dialect: Dialect) -> Fingerprint {
     lexer.finish()
 }
 
-/// Like [`fingerprint_with`], through a bounded per-thread cache keyed by the raw text, so a
-/// query text seen before costs one hash and one comparison.
+/// Like [`fingerprint_with`], through a bounded cache keyed by the raw text, so a query text
+/// seen before costs one hash and one comparison.
 ///
-/// The cache is direct-mapped ([`CACHE_SLOTS`] slots per thread, texts up to
-/// [`CACHE_MAX_TEXT_LEN`] bytes), hand-written because a lock-free per-thread array is cheaper
-/// than any shared map and needs no dependency; memory is bounded by slots × text length.
-pub fn cached(sql: &str, dialect: Dialect) -> Arc<Fingerprint> {
+/// Two levels, both bounded:
+/// - per thread, a direct-mapped array ([`CACHE_SLOTS`] slots, texts up to
+///   [`CACHE_MAX_TEXT_LEN`] bytes): a lock-free lookup, hand-written because no shared map is
+///   as cheap and it needs no dependency;
+/// - behind it, a process-wide table of fingerprints kept for the life of the process, up to
+///   [`INTERNED_MAX_BYTES`] in all. A query text of the application (a literal in its code, so
+///   a set that does not grow) is fingerprinted once per process, and a hit hands out a plain
+///   reference: no reference count is touched. Once the table is full (an application that
+///   writes literal values into its SQL text), further texts are fingerprinted per thread and
+///   shared by reference count, as if the table were not there.
+pub fn cached(sql: &str, dialect: Dialect) -> CachedFingerprint {
     if sql.len() > CACHE_MAX_TEXT_LEN {
-        return Arc::new(fingerprint_with(sql, dialect));
+        return CachedFingerprint(Shared::Counted(Arc::new(fingerprint_with(sql, dialect))));
     }
-    let key = fast_hash(sql.as_bytes(), dialect as u64);
+    let key = cache_key(sql.as_bytes(), dialect as u64);
     let slot = (key as usize) & (CACHE_SLOTS - 1);
     let hit = CACHE.with(|cache| {
         let cache = cache.borrow();
         match cache.get(slot) {
-            Some(Some(entry))
-                if entry.key == key && entry.dialect == dialect && &*entry.raw == sql =>
-            {
-                Some(entry.fingerprint.clone())
-            }
+            Some(Some(entry)) if entry.key == key && entry.dialect == dialect => entry.matches(sql),
             _ => None,
         }
     });
     if let Some(fp) = hit {
         return fp;
     }
-    let fp = Arc::new(fingerprint_with(sql, dialect));
+    let entry = CacheEntry::new(key, sql, dialect);
+    let fp = entry.fingerprint();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.is_empty() {
             cache.resize_with(CACHE_SLOTS, || None);
         }
-        cache[slot] = Some(CacheEntry {
-            key,
-            dialect,
-            raw: sql.into(),
-            fingerprint: fp.clone(),
-        });
+        cache[slot] = Some(entry);
     });
     fp
+}
+
+/// A fingerprint from [`cached`]: a shared reference to it, cheap to clone and to drop.
+#[derive(Clone)]
+pub struct CachedFingerprint(Shared);
+
+#[derive(Clone)]
+enum Shared {
+    /// In the process-wide table, which never lets go of its entries.
+    Interned(&'static Fingerprint),
+    /// Not in the table (it was full, or the text too long).
+    Counted(Arc<Fingerprint>),
+}
+
+impl std::ops::Deref for CachedFingerprint {
+    type Target = Fingerprint;
+    fn deref(&self) -> &Fingerprint {
+        match &self.0 {
+            Shared::Interned(fp) => fp,
+            Shared::Counted(fp) => fp,
+        }
+    }
+}
+
+impl CachedFingerprint {
+    /// Whether `a` and `b` are the same cached fingerprint (not only equal ones).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        std::ptr::eq::<Fingerprint>(&**a, &**b)
+    }
+}
+
+impl std::fmt::Debug for CachedFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
 }
 
 /// Slots of the per-thread cache used by [`cached`] (a power of two).
 pub const CACHE_SLOTS: usize = 256;
 /// Longest raw text [`cached`] keeps; longer texts are fingerprinted every time.
 pub const CACHE_MAX_TEXT_LEN: usize = 2048;
+/// Most memory (bytes, estimated: raw text, sanitised text, summary and the record itself)
+/// that the process-wide fingerprint table of [`cached`] holds.
+pub const INTERNED_MAX_BYTES: usize = 4 << 20;
 
 // ---------------------------------------------------------------------------------------
 // private helpers
 // ---------------------------------------------------------------------------------------
 
+/// One slot of the per-thread cache.
 struct CacheEntry {
     key: u64,
     dialect: Dialect,
+    text: EntryText,
+}
+
+enum EntryText {
+    /// The raw text and its fingerprint, both in the process-wide table.
+    Interned(&'static Interned),
+    /// The raw text (this thread's copy) and the fingerprint shared by reference count.
+    Counted(Box<str>, Arc<Fingerprint>),
+}
+
+/// An entry of the process-wide table.
+struct Interned {
     raw: Box<str>,
-    fingerprint: Arc<Fingerprint>,
+    fingerprint: Fingerprint,
+}
+
+impl CacheEntry {
+    /// Fingerprints `sql` (or finds it in the process-wide table).
+    fn new(key: u64, sql: &str, dialect: Dialect) -> Self {
+        let text = match intern(key, sql, dialect) {
+            Some(interned) => EntryText::Interned(interned),
+            None => EntryText::Counted(sql.into(), Arc::new(fingerprint_with(sql, dialect))),
+        };
+        CacheEntry { key, dialect, text }
+    }
+
+    /// The fingerprint, when this entry is for `sql`.
+    #[inline]
+    fn matches(&self, sql: &str) -> Option<CachedFingerprint> {
+        match &self.text {
+            EntryText::Interned(i) if &*i.raw == sql => {
+                Some(CachedFingerprint(Shared::Interned(&i.fingerprint)))
+            }
+            EntryText::Counted(raw, fp) if &**raw == sql => {
+                Some(CachedFingerprint(Shared::Counted(fp.clone())))
+            }
+            _ => None,
+        }
+    }
+
+    fn fingerprint(&self) -> CachedFingerprint {
+        CachedFingerprint(match &self.text {
+            EntryText::Interned(i) => Shared::Interned(&i.fingerprint),
+            EntryText::Counted(_, fp) => Shared::Counted(fp.clone()),
+        })
+    }
 }
 
 thread_local! {
     static CACHE: RefCell<Vec<Option<CacheEntry>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The process-wide table: entries by raw text and dialect, and the bytes they hold.
+struct InternTable {
+    entries: std::collections::HashMap<(u64, Dialect), Vec<&'static Interned>>,
+    bytes: usize,
+}
+
+static INTERNED: std::sync::Mutex<Option<InternTable>> = std::sync::Mutex::new(None);
+
+/// The table's entry for `sql`, fingerprinting and adding it when there is room; `None` when
+/// the table is full. Reached on a per-thread miss only.
+fn intern(key: u64, sql: &str, dialect: Dialect) -> Option<&'static Interned> {
+    let find = |table: &InternTable| {
+        table
+            .entries
+            .get(&(key, dialect))
+            .and_then(|list| list.iter().copied().find(|i| &*i.raw == sql))
+    };
+    {
+        let guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(table) = guard.as_ref() {
+            if let Some(found) = find(table) {
+                return Some(found);
+            }
+            if table.bytes >= INTERNED_MAX_BYTES {
+                return None;
+            }
+        }
+    }
+    // Fingerprinted outside the lock; a thread that raced us to the same text wins.
+    let fingerprint = fingerprint_with(sql, dialect);
+    let cost = std::mem::size_of::<Interned>() + 2 * sql.len() + fingerprint.texts.len() + 64;
+    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(|| InternTable {
+        entries: std::collections::HashMap::new(),
+        bytes: 0,
+    });
+    if let Some(found) = find(table) {
+        return Some(found);
+    }
+    if table.bytes + cost > INTERNED_MAX_BYTES {
+        table.bytes = INTERNED_MAX_BYTES;
+        return None;
+    }
+    table.bytes += cost;
+    // Kept for the life of the process on purpose (bounded by `INTERNED_MAX_BYTES`): a hit
+    // then hands out `&'static` and touches no reference count.
+    let interned: &'static Interned = Box::leak(Box::new(Interned {
+        raw: sql.into(),
+        fingerprint,
+    }));
+    table
+        .entries
+        .entry((key, dialect))
+        .or_default()
+        .push(interned);
+    Some(interned)
+}
+
+/// The per-thread cache's key for a raw text: four independent multiply chains over 32-byte
+/// blocks (a quarter of [`fast_hash`]'s serial chain on a typical query), the rest through
+/// [`fold_bytes`]. Only picks a slot: a hit also compares the text.
+fn cache_key(bytes: &[u8], seed: u64) -> u64 {
+    let mut lanes = [
+        seed ^ HASH_K,
+        seed.rotate_left(16) ^ 0x2545_f491_4f6c_dd1d,
+        seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15,
+        seed.rotate_left(48) ^ 0xbf58_476d_1ce4_e5b9,
+    ];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let v = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            *lane = (*lane ^ v).wrapping_mul(HASH_K).rotate_left(29);
+        }
+    }
+    let joined = lanes[0]
+        ^ lanes[1].rotate_left(17)
+        ^ lanes[2].rotate_left(34)
+        ^ lanes[3].rotate_left(51)
+        ^ (bytes.len() as u64).wrapping_mul(HASH_K);
+    finalize(fold_bytes(joined, blocks.remainder()))
 }
 
 /// A small, stable (same value on every run and platform) 64-bit hash: 8 bytes per step
@@ -359,7 +526,14 @@ struct Lexer<'a> {
     dialect: Dialect,
     /// The sanitised text: whole tokens of the (UTF-8) input and ASCII, so UTF-8 itself;
     /// bytes rather than a `String` so that echoing a token needs no char-boundary checks.
+    /// The last part of the output is not in it yet: see `run`.
     out: Vec<u8>,
+    /// `src[run.0..run.1]` is the output written since `out` was last brought up to date
+    /// (empty when `run.0 == run.1`). Most of a query is in its canonical form already, so
+    /// most tokens extend the run instead of being copied one by one: the run is copied in
+    /// one piece when something that is not in the input must be written (`?` for a literal,
+    /// an upper-cased keyword, a space that is not there).
+    run: (usize, usize),
     last: Option<Tok>,
     groups: [Group; MAX_GROUPS],
     depth: usize,
@@ -378,25 +552,37 @@ struct Lexer<'a> {
     operation: Option<&'static str>,
     collection: Option<(usize, usize)>,
     many_tables: bool,
-    summary: SummaryBuf,
+    summary: SummaryBuf<'a>,
     summary_full: bool,
     /// Where the collection's name was written in the summary.
     collection_at: Option<(usize, usize)>,
 }
 
-/// The summary as it is built, on the stack: its first `MAX_SUMMARY_LEN + 1` bytes (one
-/// more than is kept, to find the character boundary to cut at) and its full length. One
-/// allocation (the shared string) instead of a growing `String` copied into one.
-struct SummaryBuf {
-    bytes: [u8; MAX_SUMMARY_LEN + 1],
+/// The summary as it is built: the pieces it is made of (the operation, separators and
+/// table names, all pieces of the text or constants), written out once at the end, after the
+/// sanitised text in the same allocation. Nothing is copied while lexing, and nothing is
+/// allocated unless a multi-statement text has more pieces than the array holds.
+struct SummaryBuf<'a> {
+    pieces: [&'a str; SUMMARY_PIECES],
+    count: usize,
+    /// Pieces past the first [`SUMMARY_PIECES`].
+    spill: String,
+    /// Full length, in bytes.
     len: usize,
 }
 
-impl SummaryBuf {
-    fn push(&mut self, piece: &str) {
-        let start = self.len.min(self.bytes.len());
-        let take = piece.len().min(self.bytes.len() - start);
-        self.bytes[start..start + take].copy_from_slice(&piece.as_bytes()[..take]);
+/// Enough for an operation and three tables (`SELECT a b c`).
+const SUMMARY_PIECES: usize = 8;
+
+impl<'a> SummaryBuf<'a> {
+    fn push(&mut self, piece: &'a str) {
+        match self.pieces.get_mut(self.count) {
+            Some(slot) => {
+                *slot = piece;
+                self.count += 1;
+            }
+            None => self.spill.push_str(piece),
+        }
         self.len += piece.len();
     }
 
@@ -404,17 +590,22 @@ impl SummaryBuf {
         self.len == 0
     }
 
-    /// The summary cut at [`MAX_SUMMARY_LEN`] bytes, on a character boundary.
-    fn text(&self) -> &[u8] {
-        let mut cut = self.len;
-        if cut > MAX_SUMMARY_LEN {
-            cut = MAX_SUMMARY_LEN;
+    /// Appends the summary to `out`, cut at [`MAX_SUMMARY_LEN`] bytes on a character
+    /// boundary.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        for piece in &self.pieces[..self.count] {
+            out.extend_from_slice(piece.as_bytes());
+        }
+        out.extend_from_slice(self.spill.as_bytes());
+        if self.len > MAX_SUMMARY_LEN {
+            let mut cut = start + MAX_SUMMARY_LEN;
             // back to the start of the character that straddles the limit
-            while cut > 0 && (self.bytes[cut] as i8) < -0x40 {
+            while cut > start && (out[cut] as i8) < -0x40 {
                 cut -= 1;
             }
+            out.truncate(cut);
         }
-        &self.bytes[..cut]
     }
 }
 
@@ -427,6 +618,7 @@ impl<'a> Lexer<'a> {
             dialect,
             // room for the summary too, which is appended at the end
             out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 64),
+            run: (0, 0),
             last: None,
             groups: [Group {
                 start: 0,
@@ -448,7 +640,9 @@ impl<'a> Lexer<'a> {
             collection: None,
             many_tables: false,
             summary: SummaryBuf {
-                bytes: [0; MAX_SUMMARY_LEN + 1],
+                pieces: [""; SUMMARY_PIECES],
+                count: 0,
+                spill: String::new(),
                 len: 0,
             },
             summary_full: false,
@@ -475,15 +669,21 @@ impl<'a> Lexer<'a> {
                 b'.' if self.peek(1).is_ascii_digit() && !self.glued_to_word() => self.number(),
                 b'?' => {
                     self.pos += 1;
-                    while self.peek(0).is_ascii_digit() {
-                        self.pos += 1;
+                    if self.peek(0).is_ascii_digit() {
+                        while self.peek(0).is_ascii_digit() {
+                            self.pos += 1;
+                        }
+                        self.placeholder();
+                    } else {
+                        // `?` is its own canonical form
+                        self.has_placeholders = true;
+                        self.emit_src(self.pos - 1, self.pos, Tok::Value);
                     }
-                    self.placeholder();
                 }
                 b'$' => self.dollar(),
                 b':' if self.peek(1) == b':' => {
                     self.pos += 2;
-                    self.emit(b"::", Tok::Glue);
+                    self.emit_src(self.pos - 2, self.pos, Tok::Glue);
                 }
                 b':' if is_ident_start(self.peek(1)) => {
                     self.pos += 1;
@@ -505,11 +705,11 @@ impl<'a> Lexer<'a> {
                 }
                 b',' => {
                     self.pos += 1;
-                    self.emit(b",", Tok::Comma);
+                    self.emit_src(self.pos - 1, self.pos, Tok::Comma);
                 }
                 b'.' => {
                     self.pos += 1;
-                    self.emit(b".", Tok::Glue);
+                    self.emit_src(self.pos - 1, self.pos, Tok::Glue);
                 }
                 b';' => {
                     self.pos += 1;
@@ -606,9 +806,8 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
         }
-        let src = self.src;
         self.note_ident(start, self.pos);
-        self.emit(&src[start..self.pos], Tok::Ident);
+        self.emit_src(start, self.pos, Tok::Ident);
     }
 
     fn number(&mut self) {
@@ -681,36 +880,44 @@ impl<'a> Lexer<'a> {
         let end = self.pos;
         let len = end - start;
         // Prefixed string literals: E'..', N'..', X'..', B'..', U&'..'.
-        if self.peek(0) == b'\'' && len == 1 {
-            let p = self.src[start].to_ascii_uppercase();
-            if matches!(p, b'E' | b'N' | b'X' | b'B') {
-                let backslash = p == b'E' || self.backslash_escapes();
-                self.quoted_literal(start, b'\'', backslash);
-                return;
-            }
-        }
-        if len == 1
-            && self.src[start].eq_ignore_ascii_case(&b'U')
-            && self.peek(0) == b'&'
-            && self.peek(1) == b'\''
-        {
-            self.pos += 1;
-            self.quoted_literal(start, b'\'', false);
+        if len == 1 && self.prefixed_literal(start) {
             return;
         }
-        let src = self.src;
-        match keyword_at(src, start, len) {
-            Some(i) if KEYWORD_FLAGS[i] & KW_NULL != 0 => self.emit(b"NULL", Tok::Keyword),
-            Some(i) if KEYWORD_FLAGS[i] & KW_BOOL != 0 => self.literal(start),
-            Some(i) => {
-                self.note_keyword(i);
-                self.emit(KEYWORDS[i].as_bytes(), Tok::Keyword);
+        match keyword_at(self.src, start, len) {
+            Some((i, _)) if KEYWORD_FLAGS[i] & KW_BOOL != 0 => self.literal(start),
+            Some((i, upper)) => {
+                if KEYWORD_FLAGS[i] & KW_NULL == 0 {
+                    self.note_keyword(i);
+                }
+                if upper {
+                    self.emit_src(start, end, Tok::Keyword);
+                } else {
+                    self.emit(KEYWORDS[i].as_bytes(), Tok::Keyword);
+                }
             }
             None => {
                 self.note_ident(start, end);
-                self.emit(&src[start..end], Tok::Ident);
+                self.emit_src(start, end, Tok::Ident);
             }
         }
+    }
+
+    /// A string literal behind the one-letter word at `start` (`E'..'`, `N'..'`, `X'..'`,
+    /// `B'..'`, `U&'..'`), consumed when there is one.
+    #[inline(never)]
+    fn prefixed_literal(&mut self, start: usize) -> bool {
+        let p = self.src[start].to_ascii_uppercase();
+        if self.peek(0) == b'\'' && matches!(p, b'E' | b'N' | b'X' | b'B') {
+            let backslash = p == b'E' || self.backslash_escapes();
+            self.quoted_literal(start, b'\'', backslash);
+            return true;
+        }
+        if p == b'U' && self.peek(0) == b'&' && self.peek(1) == b'\'' {
+            self.pos += 1;
+            self.quoted_literal(start, b'\'', false);
+            return true;
+        }
+        false
     }
 
     fn operator(&mut self) {
@@ -749,9 +956,10 @@ impl<'a> Lexer<'a> {
         }
         // `start` is always at an ASCII byte (or a byte we could not classify, which is
         // ASCII: every byte >= 0x80 starts an identifier), and the run is ASCII.
-        match self.text.get(start..self.pos) {
-            Some(op) => self.emit(op.as_bytes(), Tok::Op),
-            None => self.emit(b"?", Tok::Value),
+        if self.text.is_char_boundary(start) && self.text.is_char_boundary(self.pos) {
+            self.emit_src(start, self.pos, Tok::Op);
+        } else {
+            self.emit(b"?", Tok::Value);
         }
     }
 
@@ -854,6 +1062,7 @@ impl<'a> Lexer<'a> {
             && matches!(self.last, Some(Tok::Keyword) | Some(Tok::Comma));
         self.note_child();
         let glue = matches!(self.last, Some(Tok::Ident)) && !self.after_table;
+        self.flush();
         if !glue {
             self.space();
         }
@@ -879,6 +1088,7 @@ impl<'a> Lexer<'a> {
             return;
         }
         self.depth -= 1;
+        self.flush();
         self.out.push(b')');
         self.last = Some(Tok::Close);
         if self.values_depth.is_some_and(|d| d > self.depth) {
@@ -935,18 +1145,68 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    // Inlined: most callers pass a constant token kind, which folds most of the branches.
-    #[inline(always)]
+    /// Writes `text` (which is not in the input as is) as the next token.
     fn emit(&mut self, text: &[u8], tok: Tok) {
-        match tok {
-            Tok::Close | Tok::Comma | Tok::Glue | Tok::Semi => {}
-            _ => self.space(),
+        let space = self.token(tok);
+        self.flush();
+        if space {
+            self.out.push(b' ');
         }
+        // Half of these are one byte (`?`): no `memcpy` call.
+        match text {
+            [byte] => self.out.push(*byte),
+            _ => self.out.extend_from_slice(text),
+        }
+    }
+
+    /// Writes `src[start..end]`, a token already in its canonical form, as the next token:
+    /// it extends the run when the input has the same separator the output needs.
+    #[inline(always)]
+    fn emit_src(&mut self, start: usize, end: usize, tok: Tok) {
+        let space = self.token(tok);
+        let (run_start, run_end) = self.run;
+        if run_start != run_end {
+            if run_end == start && !space
+                || run_end + 1 == start && space && self.src[run_end] == b' '
+            {
+                self.run.1 = end;
+                return;
+            }
+            self.flush();
+        }
+        if space {
+            if start > 0 && self.src[start - 1] == b' ' {
+                self.run = (start - 1, end);
+                return;
+            }
+            self.out.push(b' ');
+        }
+        self.run = (start, end);
+    }
+
+    /// Brings `out` up to date with the run.
+    #[inline]
+    fn flush(&mut self) {
+        let (start, end) = self.run;
+        if start != end {
+            self.out.extend_from_slice(&self.src[start..end]);
+            self.run = (0, 0);
+        }
+    }
+
+    /// The bookkeeping of one token of kind `tok` about to be written; whether a space goes
+    /// before it. Inlined: callers pass a constant kind, which folds most of the branches.
+    #[inline(always)]
+    fn token(&mut self, tok: Tok) -> bool {
+        let space = match tok {
+            Tok::Close | Tok::Comma | Tok::Glue | Tok::Semi => false,
+            _ => !matches!(self.last, None | Some(Tok::Open) | Some(Tok::Glue)),
+        };
         if tok != Tok::Semi {
             self.current.tokens += 1;
         }
-        if self.depth > 0 && self.depth <= MAX_GROUPS {
-            let g = &mut self.groups[self.depth - 1];
+        // `depth - 1 < MAX_GROUPS`, wrapping at 0: inside a tracked group.
+        if let Some(g) = self.groups.get_mut(self.depth.wrapping_sub(1)) {
             g.non_empty = true;
             if !matches!(tok, Tok::Value | Tok::Comma) {
                 g.all_values = false;
@@ -958,12 +1218,8 @@ impl<'a> Lexer<'a> {
         if tok != Tok::Ident && tok != Tok::Keyword {
             self.expect_table = self.expect_table && tok == Tok::Glue;
         }
-        // Half the tokens are one byte (`,`, `.`, `?`, `=`, an alias): no `memcpy` call.
-        match text {
-            [byte] => self.out.push(*byte),
-            _ => self.out.extend_from_slice(text),
-        }
         self.last = Some(tok);
+        space
     }
 
     /// Folds a finished statement into the summary, kind, operation and collection.
@@ -1018,13 +1274,32 @@ impl<'a> Lexer<'a> {
             if self.collection_at.is_none() && self.collection == Some((s, e)) {
                 self.collection_at = Some((self.summary.len, self.summary.len + e - s));
             }
-            self.summary.push(&self.text[s..e]);
+            let text = self.text;
+            self.summary.push(&text[s..e]);
+        }
+    }
+
+    /// `texts` as a string, checked: whole tokens and pieces of the (UTF-8) text, and
+    /// ASCII, so always UTF-8 (the lossy path is never taken, it only keeps a bug from
+    /// becoming a panic).
+    #[cold]
+    fn into_string(texts: Vec<u8>, sanitized_len: usize) -> (String, usize) {
+        match String::from_utf8(texts) {
+            Ok(texts) => (texts, sanitized_len),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let mut texts = String::from_utf8_lossy(&bytes[..sanitized_len]).into_owned();
+                let len = texts.len();
+                texts.push_str(&String::from_utf8_lossy(&bytes[sanitized_len..]));
+                (texts, len)
+            }
         }
     }
 
     fn finish(&mut self) -> Fingerprint {
         let st = std::mem::take(&mut self.current);
         self.fold_statement(st);
+        self.flush();
         // Drop a trailing `;` so `SELECT 1;` and `SELECT 1` share a shape.
         while let Some(b';' | b' ') = self.out.last() {
             self.out.pop();
@@ -1040,19 +1315,14 @@ impl<'a> Lexer<'a> {
             texts.truncate(cut);
         }
         let sanitized_len = texts.len();
-        let summary = self.summary.text();
-        texts.extend_from_slice(summary);
-        // Whole tokens and pieces of the text, and ASCII: always UTF-8 (the lossy path is
-        // never taken, it only keeps a bug from becoming a panic).
-        let (texts, sanitized_len) = match String::from_utf8(texts) {
-            Ok(texts) => (texts, sanitized_len),
-            Err(e) => {
-                let bytes = e.as_bytes();
-                let mut texts = String::from_utf8_lossy(&bytes[..sanitized_len]).into_owned();
-                let len = texts.len();
-                texts.push_str(&String::from_utf8_lossy(&bytes[sanitized_len..]));
-                (texts, len)
-            }
+        self.summary.write_to(&mut texts);
+        let (texts, sanitized_len) = if is_ascii(self.src) {
+            // SAFETY: every byte of `texts` is a byte of `self.text` or of an ASCII constant
+            // of this module (`?`, `(?)`, keywords, separators). `self.text` is ASCII here, so
+            // `texts` is ASCII, which is UTF-8.
+            (unsafe { String::from_utf8_unchecked(texts) }, sanitized_len)
+        } else {
+            Self::into_string(texts, sanitized_len)
         };
         let collection = match self.collection {
             Some((s, e)) if !self.many_tables => Some(match self.collection_at {
@@ -1099,6 +1369,18 @@ fn statement_kind(st: &Statement) -> StatementKind {
         },
         _ => StatementKind::Ignored,
     }
+}
+
+/// `<[u8]>::is_ascii`, 8 bytes per step without branching on each (which the standard
+/// library's version does on short slices).
+fn is_ascii(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut any = 0u64;
+    for c in &mut chunks {
+        any |= u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    }
+    let tail = chunks.remainder().iter().fold(0u8, |any, &b| any | b);
+    (any & 0x8080_8080_8080_8080) == 0 && tail < 0x80
 }
 
 fn is_ident_start(c: u8) -> bool {
@@ -1348,7 +1630,7 @@ const fn keyword_slot(key: u128) -> usize {
 /// The canonical keyword for `word`, when it is one (ASCII case-insensitive).
 #[cfg(test)]
 fn keyword(word: &str) -> Option<&'static str> {
-    keyword_at(word.as_bytes(), 0, word.len()).map(|i| KEYWORDS[i])
+    keyword_at(word.as_bytes(), 0, word.len()).map(|(i, _)| KEYWORDS[i])
 }
 
 /// The index in [`KEYWORDS`] of the word `src[start..start + len]` (a run of identifier
@@ -1359,7 +1641,7 @@ fn keyword(word: &str) -> Option<&'static str> {
 /// cleared: that upper-cases ASCII letters, and since every keyword is made of letters only,
 /// a folded word equals a keyword's key exactly when the word is that keyword in any case
 /// (a digit, `$`, `_` or non-ASCII byte never folds onto a letter).
-fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<usize> {
+fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<(usize, bool)> {
     if !(2..=12).contains(&len) {
         return None;
     }
@@ -1367,14 +1649,13 @@ fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<usize> {
         Some(window) => {
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(window);
-            u128::from_be_bytes(bytes) & !(u128::MAX >> (8 * len))
+            u128::from_be_bytes(bytes) & WORD_MASK[len]
         }
+        // Near the end of the text: byte by byte (a copy into a padded array would be a
+        // `memcpy` call).
         None => {
-            let mut bytes = [0u8; 16];
-            for (d, s) in bytes.iter_mut().zip(src.get(start..start + len)?) {
-                *d = *s;
-            }
-            u128::from_be_bytes(bytes)
+            let word = src.get(start..start + len)?;
+            word.iter().fold(0u128, |v, &b| (v << 8) | u128::from(b)) << (8 * (16 - len))
         }
     };
     let key = raw & u128::from_ne_bytes([0xDF; 16]);
@@ -1385,11 +1666,24 @@ fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<usize> {
             return None;
         }
         if KEYWORD_KEYS[entry - 1] == key {
-            return Some(entry - 1);
+            // Nothing was folded: the word is written in upper case already.
+            return Some((entry - 1, raw == key));
         }
         slot = (slot + 1) & (KEYWORD_SLOTS - 1);
     }
 }
+
+/// Per word length (2 to 12): the mask that keeps the word's bytes of a 16-byte big-endian
+/// window (a load, not a 128-bit shift per word).
+const WORD_MASK: [u128; 13] = {
+    let mut masks = [0u128; 13];
+    let mut len = 1;
+    while len < 13 {
+        masks[len] = !(u128::MAX >> (8 * len));
+        len += 1;
+    }
+    masks
+};
 
 const KW_OPERATION: u8 = 1;
 const KW_TABLE_INTRO: u8 = 2;
@@ -1515,7 +1809,8 @@ mod tests {
             let text = format!("{before}{word}{after}");
             let expected = KEYWORDS.iter().position(|k| k.eq_ignore_ascii_case(&word));
             let found = keyword_at(text.as_bytes(), before.len(), word.len());
-            proptest::prop_assert_eq!(found, expected, "{:?} in {:?}", word, text);
+            let upper = expected.map(|i| KEYWORDS[i] == word);
+            proptest::prop_assert_eq!(found, expected.zip(upper), "{:?} in {:?}", word, text);
         }
     }
 
@@ -1525,7 +1820,7 @@ mod tests {
             let lower = kw.to_ascii_lowercase();
             assert_eq!(keyword(&lower), Some(*kw));
             let text = format!("x {lower}");
-            let found = keyword_at(text.as_bytes(), 2, kw.len()).map(|i| KEYWORDS[i]);
+            let found = keyword_at(text.as_bytes(), 2, kw.len()).map(|(i, _)| KEYWORDS[i]);
             assert_eq!(found, Some(*kw), "{text}");
         }
         // digits and `$` lose bit 5 too, but never become letters
@@ -1750,9 +2045,9 @@ mod tests {
     fn cache_returns_same_fingerprint() {
         let a = cached("SELECT * FROM t WHERE id = 1", Dialect::Generic);
         let b = cached("SELECT * FROM t WHERE id = 1", Dialect::Generic);
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(CachedFingerprint::ptr_eq(&a, &b));
         let c = cached("SELECT * FROM t WHERE id = 1", Dialect::Postgres);
-        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(!CachedFingerprint::ptr_eq(&a, &c));
         assert_eq!(*a, fingerprint("SELECT * FROM t WHERE id = 1"));
     }
 

@@ -190,7 +190,7 @@ fn values_hash<DB: TracedDatabase>(
 pub(crate) struct QueryGuard {
     span: tracing::Span,
     shared: Arc<Shared>,
-    fp: Arc<Fingerprint>,
+    fp: fingerprint::CachedFingerprint,
     /// `None` when the detector was off as the query started.
     values_hash: Option<u64>,
     call_site: Option<&'static Location<'static>>,
