@@ -5,7 +5,7 @@
 //! `instructions <path> <iterations>` sets the path up, runs it once to warm caches and lazy
 //! statics, then calls it `<iterations>` times inside `measure`, the only function callgrind
 //! collects in (`--collect-atstart=no --toggle-collect=*instructions*measure*`). Paths:
-//! `w3c_extract`, `request_id`, `fingerprint`, `server_bare`, `server_unsampled`,
+//! `w3c_extract`, `request_id`, `fingerprint`, `fingerprint_cached`, `server_bare`, `server_unsampled`,
 //! `server_disabled` (ours with `sampling::set_enabled(false)`), `server_sampled`,
 //! `server_reference` (one bridged span with the same fields, no layer logic), and the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
@@ -71,6 +71,17 @@ fn main() {
             let sql = "SELECT u.id, u.name, u.email FROM users u WHERE u.org_id = 42 AND u.active = 1 ORDER BY name LIMIT 1";
             let mut f = || {
                 black_box(otel_sql::fingerprint::fingerprint(black_box(sql)));
+            };
+            f();
+            measure(iterations, &mut f);
+        }
+        "fingerprint_cached" => {
+            let sql = "SELECT u.id, u.name, u.email FROM users u WHERE u.org_id = 42 AND u.active = 1 ORDER BY name LIMIT 1";
+            let mut f = || {
+                black_box(otel_sql::fingerprint::cached(
+                    black_box(sql),
+                    otel_sql::fingerprint::Dialect::Generic,
+                ));
             };
             f();
             measure(iterations, &mut f);
