@@ -47,6 +47,7 @@ impl<DB: TracedDatabase> TracedPool<DB> {
             meter: None,
             raw_query_text: false,
             detect_repeats: true,
+            system_name: None,
         }
     }
 
@@ -106,9 +107,19 @@ pub struct TracedPoolBuilder<DB: TracedDatabase> {
     meter: Option<opentelemetry::metrics::Meter>,
     raw_query_text: bool,
     detect_repeats: bool,
+    system_name: Option<&'static str>,
 }
 
 impl<DB: TracedDatabase> TracedPoolBuilder<DB> {
+    /// The `db.system.name` recorded on spans and metrics, for a server that speaks the
+    /// driver's protocol but is another product: `"mariadb"` behind the MySQL driver,
+    /// `"cockroachdb"` behind the PostgreSQL one (values from the semantic conventions).
+    /// Default: the driver's (`postgresql`, `mysql`, `sqlite`).
+    pub fn system_name(mut self, name: &'static str) -> Self {
+        self.system_name = Some(name);
+        self
+    }
+
     /// Records `db.client.operation.duration` through `provider` (default: the global one).
     pub fn meter_provider<P: MeterProvider>(mut self, provider: P) -> Self {
         self.meter = Some(provider.meter("otel-sql"));
@@ -135,7 +146,14 @@ impl<DB: TracedDatabase> TracedPoolBuilder<DB> {
             .meter
             .unwrap_or_else(|| opentelemetry::global::meter("otel-sql"));
         let endpoint = DB::endpoint(&self.pool.connect_options());
-        let shared = Shared::new::<DB>(endpoint, self.raw_query_text, self.detect_repeats, &meter);
+        let system = self.system_name.unwrap_or(DB::SYSTEM_NAME);
+        let shared = Shared::new::<DB>(
+            system,
+            endpoint,
+            self.raw_query_text,
+            self.detect_repeats,
+            &meter,
+        );
         TracedPool {
             pool: self.pool,
             shared: Arc::new(shared),
@@ -149,6 +167,7 @@ impl<DB: TracedDatabase> fmt::Debug for TracedPoolBuilder<DB> {
         f.debug_struct("TracedPoolBuilder")
             .field("raw_query_text", &self.raw_query_text)
             .field("detect_repeats", &self.detect_repeats)
+            .field("system_name", &self.system_name)
             .finish()
     }
 }

@@ -55,6 +55,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new<DB: TracedDatabase>(
+        system: &'static str,
         endpoint: Endpoint,
         raw_query_text: bool,
         detect_repeats: bool,
@@ -66,7 +67,7 @@ impl Shared {
             .with_description("Duration of database client operations.")
             .with_boundaries(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
             .build();
-        let mut metric_base = vec![KeyValue::new(sc::DB_SYSTEM_NAME, DB::SYSTEM_NAME)];
+        let mut metric_base = vec![KeyValue::new(sc::DB_SYSTEM_NAME, system)];
         // `Arc<str>` values: cloning the base attributes per query is a refcount bump.
         if let Some(ns) = &endpoint.namespace {
             metric_base.push(KeyValue::new(
@@ -84,7 +85,7 @@ impl Shared {
             metric_base.push(KeyValue::new(sc::SERVER_PORT, i64::from(port)));
         }
         Shared {
-            system: DB::SYSTEM_NAME,
+            system,
             dialect: DB::DIALECT,
             endpoint,
             raw_query_text,

@@ -7,6 +7,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 
 const VAR: &str = "OTEL_TEST_MYSQL_URL";
 
+/// The `db.system.name` the pool is configured with: `mariadb` when the server says it is
+/// MariaDB (`SELECT VERSION()`), as the semantic conventions ask, else the driver's `mysql`.
+static SYSTEM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 async fn connect() -> Option<otel_sql::TracedPool<sqlx::MySql>> {
     use sqlx::ConnectOptions;
     let url = common::url(VAR)?;
@@ -17,7 +21,22 @@ async fn connect() -> Option<otel_sql::TracedPool<sqlx::MySql>> {
         .connect_with(options)
         .await
         .unwrap_or_else(|e| panic!("{VAR} is set but unreachable: {e}"));
-    Some(otel_sql::TracedPool::new(pool))
+    let (version,): (String,) = sqlx::query_as("SELECT VERSION()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let system = *SYSTEM.get_or_init(|| {
+        if version.contains("MariaDB") {
+            "mariadb"
+        } else {
+            "mysql"
+        }
+    });
+    Some(
+        otel_sql::TracedPool::builder(pool)
+            .system_name(system)
+            .build(),
+    )
 }
 
 fn expected() -> (String, String, i64) {
@@ -47,7 +66,7 @@ db_suite! {
     connect = |tt| connect().await,
     p = |_n: usize| "?".to_string(),
     dup = "23000",
-    system = "mysql",
+    system = SYSTEM.get().copied().unwrap_or("unset"),
     namespace = &*expected().0,
     address = Some(&*expected().1),
     port = Some(expected().2),

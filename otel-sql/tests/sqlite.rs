@@ -68,6 +68,31 @@ db_suite! {
 }
 
 #[tokio::test]
+async fn system_name_can_name_another_product_behind_the_driver() {
+    let tt = otel_core::testing::TestTelemetry::new();
+    let sqlite = connect().await.unwrap();
+    let pool = otel_sql::TracedPool::builder(sqlite.inner().clone())
+        .system_name("other_sql")
+        .meter_provider(tt.meter_provider().clone())
+        .build();
+    sqlx::query("SELECT 1").fetch_all(&pool).await.unwrap();
+    let span = tt.span("SELECT");
+    assert_eq!(
+        common::s(&span, "db.system.name").as_deref(),
+        Some("other_sql")
+    );
+    let points = common::duration_points(&tt.metrics());
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert!(
+        points[0]
+            .1
+            .iter()
+            .any(|(k, v)| k == "db.system.name" && v == "other_sql"),
+        "{points:?}"
+    );
+}
+
+#[tokio::test]
 async fn raw_sql_batch_is_one_span_with_a_joined_summary() {
     let tt = otel_core::testing::TestTelemetry::new();
     let pool = connect().await.unwrap();

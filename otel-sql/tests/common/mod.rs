@@ -296,7 +296,7 @@ macro_rules! db_suite {
         async fn duration_metric_is_recorded() {
             let $tt = TestTelemetry::new();
             let Some(pool) = $connect else { return };
-            let pool = TracedPool::builder(pool.inner().clone()).meter_provider($tt.meter_provider().clone()).build();
+            let pool = TracedPool::builder(pool.inner().clone()).system_name($system).meter_provider($tt.meter_provider().clone()).build();
             let (posts, _) = setup(&pool, "metric", 1, 0).await;
             for _ in 0..2 {
                 q(format!("SELECT id FROM {posts}")).fetch_all(&pool).await.unwrap();
