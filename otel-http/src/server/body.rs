@@ -1,8 +1,10 @@
-//! The response body wrapper that ends the server span when the body has been sent.
+//! The response body wrapper that ends the server span when the body has been sent, and
+//! [`WrapBody`], how a server service hands the inner response on.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use otel_core::attributes::error_type;
 use pin_project::{pin_project, pinned_drop};
@@ -95,5 +97,37 @@ impl<B> PinnedDrop for ResponseBody<B> {
         if let Some(tracked) = this.tracked.take() {
             tracked.finish(false);
         }
+    }
+}
+
+/// How a server service hands the inner service's response on: the only thing in which
+/// [`HttpServerService`](super::HttpServerService) and the axum one differ. The request logic
+/// ([`super::traced_call`]) and the response future ([`Traced`](super::future::Traced)) are
+/// shared; the future is generic over it.
+pub(crate) trait WrapBody<B> {
+    /// The body of the response the service answers with.
+    type Body;
+
+    /// A response that is not traced (SDK disabled, filtered path), or a traced one whose
+    /// request already ended (nothing left to send).
+    fn passthrough(response: Response<B>) -> Response<Self::Body>;
+
+    /// A traced response: its body ends the request when it has been sent.
+    fn tracked(response: Response<B>, tracked: Box<Tracked>) -> Response<Self::Body>;
+}
+
+/// Any inner body, wrapped in [`ResponseBody`] on every path: the response type of
+/// [`HttpServerService`](super::HttpServerService) is `Response<ResponseBody<B>>`.
+pub(crate) enum InResponseBody {}
+
+impl<B> WrapBody<B> for InResponseBody {
+    type Body = ResponseBody<B>;
+
+    fn passthrough(response: Response<B>) -> Response<ResponseBody<B>> {
+        response.map(ResponseBody::passthrough)
+    }
+
+    fn tracked(response: Response<B>, tracked: Box<Tracked>) -> Response<ResponseBody<B>> {
+        response.map(|body| ResponseBody::tracked(body, tracked))
     }
 }

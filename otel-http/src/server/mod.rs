@@ -1,12 +1,20 @@
-//! The server layer: one SERVER span per sampled request, HTTP server metrics, request ids.
+//! The server layers: one SERVER span per sampled request, HTTP server metrics, request ids.
 //!
-//! [`HttpServerLayer`] is a tower [`Layer`] for axum `Router`s (`router.layer(..)`, which gives
-//! it axum's `MatchedPath` for the span name `GET /users/{id}`) and for any hyper/tower
-//! service over `http::Request` (give it a [`route_extractor`](HttpServerLayerBuilder::route_extractor)).
+//! Two layers share one configuration ([`HttpServerLayerBuilder`]) and one request logic:
 //!
-//! Per request it extracts the parent context with the configured propagator, accepts or
-//! generates the request id, then asks [`otel_core::sampling::decide_for_request`] *before* building
-//! anything:
+//! - [`AxumServerLayer`] (feature `axum`), for axum `Router`s: `router.layer(..)` runs it after
+//!   routing, which gives it axum's `MatchedPath` for the span name `GET /users/{id}`. It
+//!   answers axum's own `axum::response::Response`, so axum has no body to box again: a request
+//!   that is not traced gets the inner response back untouched. The layer to use with axum.
+//! - [`HttpServerLayer`], for hyper and any tower service over `http::Request` (give it a
+//!   [`route_extractor`](HttpServerLayerBuilder::route_extractor)). It answers
+//!   `Response<ResponseBody<B>>` for any inner body `B`. On an axum router it works too, but
+//!   axum boxes its [`ResponseBody`] even around a request it does not trace: one allocation
+//!   more than `AxumServerLayer` on that path.
+//!
+//! Per request they extract the parent context with the configured propagator, accept or
+//! generate the request id, then ask [`otel_core::sampling::decide_for_request`] *before*
+//! building anything:
 //!
 //! - sampled: a SERVER `tracing` span (target `otel_http`) with the stable HTTP attributes,
 //!   parented to the extracted context; it ends when the response body has been sent to the end
@@ -14,24 +22,29 @@
 //!   dropped early;
 //! - unsampled: no span; the handler runs with the non-recording context attached, so client
 //!   layers still forward `traceparent` (flag `00`) and the request id;
-//! - telemetry disabled: the request passes straight through.
+//! - telemetry disabled, or a path the [`filter`](HttpServerLayerBuilder::filter) skips: the
+//!   request passes straight through.
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use otel_http::HttpServerLayer;
+//! use otel_http::AxumServerLayer;
 //!
 //! let app: Router = Router::new()
 //!     .route("/users/{id}", get(|| async { "alice" }))
-//!     .layer(HttpServerLayer::new());
+//!     .layer(AxumServerLayer::new());
 //! # drop(app);
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum_layer;
 mod body;
 mod future;
 pub(crate) mod request_info;
 mod route_cache;
 mod tracked;
 
+#[cfg(feature = "axum")]
+pub use axum_layer::{AxumResponseFuture, AxumServerLayer, AxumServerService};
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
 
@@ -55,6 +68,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::ServerMetrics;
 use crate::redact::{self, QueryRedactor};
+use future::ServerFuture;
 use route_cache::RouteCache;
 use tracked::Tracked;
 
@@ -65,7 +79,30 @@ pub type RouteExtractor = dyn Fn(&http::Uri, &http::Extensions) -> Option<String
 /// Decides per request path whether the request is traced (`false` skips health checks).
 pub type RequestFilter = dyn Fn(&str) -> bool + Send + Sync;
 
-/// Tower layer that traces HTTP server requests. Cheap to clone.
+/// Tower layer that traces HTTP server requests, for hyper and any tower service over
+/// `http::Request`. Cheap to clone.
+///
+/// Its service answers `Response<ResponseBody<B>>` for any inner body `B`. On an axum
+/// `Router` use [`AxumServerLayer`] (built by the same builder with
+/// [`build_axum`](HttpServerLayerBuilder::build_axum)): it traces the same way, and a request
+/// it does not trace costs no allocation, where axum boxes this layer's [`ResponseBody`].
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use tower::Layer;
+///
+/// // A hyper/tower service: no `MatchedPath`, so the route template comes from an extractor.
+/// let service = otel_http::HttpServerLayer::builder()
+///     .route_extractor(|uri, _extensions| {
+///         uri.path().starts_with("/items/").then(|| "/items/{id}".to_owned())
+///     })
+///     .build()
+///     .layer(tower::service_fn(|_req: http::Request<String>| async {
+///         Ok::<_, Infallible>(http::Response::new(String::from("ok")))
+///     }));
+/// # drop(service);
+/// ```
 #[derive(Clone)]
 pub struct HttpServerLayer {
     config: Arc<ServerConfig>,
@@ -201,33 +238,57 @@ impl HttpServerLayerBuilder {
 
     /// Builds the layer.
     pub fn build(self) -> HttpServerLayer {
+        HttpServerLayer {
+            config: self.config(),
+        }
+    }
+
+    /// Builds the axum layer: the same configuration and request logic, answering axum's own
+    /// response type (see [`AxumServerLayer`]).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/users/{id}", get(|| async { "alice" }))
+    ///     .layer(
+    ///         otel_http::HttpServerLayer::builder()
+    ///             .filter(|path| path != "/health")
+    ///             .build_axum(),
+    ///     );
+    /// # drop(app);
+    /// ```
+    #[cfg(feature = "axum")]
+    pub fn build_axum(self) -> AxumServerLayer {
+        AxumServerLayer::from_config(self.config())
+    }
+
+    fn config(self) -> Arc<ServerConfig> {
         let metrics = self
             .metrics
             .unwrap_or_else(|| ServerMetrics::new(&*opentelemetry::global::meter_provider()));
-        HttpServerLayer {
-            config: Arc::new(ServerConfig {
-                propagator: self.propagator,
-                request_id: self.request_id,
-                metrics,
-                request_headers: self
-                    .request_headers
-                    .into_iter()
-                    .map(|n| (format!("http.request.header.{}", n.as_str()), n))
-                    .collect(),
-                response_headers: self
-                    .response_headers
-                    .into_iter()
-                    .map(|n| (format!("http.response.header.{}", n.as_str()), n))
-                    .collect(),
-                capture_query: self.capture_query,
-                query_redactor: self.query_redactor,
-                route_extractor: self.route_extractor,
-                filter: self.filter,
-                trust_forwarded: self.trust_forwarded,
-                traceparent_in_response: self.traceparent_in_response,
-                routes: RouteCache::default(),
-            }),
-        }
+        Arc::new(ServerConfig {
+            propagator: self.propagator,
+            request_id: self.request_id,
+            metrics,
+            request_headers: self
+                .request_headers
+                .into_iter()
+                .map(|n| (format!("http.request.header.{}", n.as_str()), n))
+                .collect(),
+            response_headers: self
+                .response_headers
+                .into_iter()
+                .map(|n| (format!("http.response.header.{}", n.as_str()), n))
+                .collect(),
+            capture_query: self.capture_query,
+            query_redactor: self.query_redactor,
+            route_extractor: self.route_extractor,
+            filter: self.filter,
+            trust_forwarded: self.trust_forwarded,
+            traceparent_in_response: self.traceparent_in_response,
+            routes: RouteCache::default(),
+        })
     }
 }
 
@@ -264,117 +325,135 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let config = &self.config;
-        if !sampling::is_enabled() || !config.filter.as_ref().is_none_or(|f| f(req.uri().path())) {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
-        let start = Instant::now();
-        let parent = match &config.propagator {
-            Some(p) => otel_core::propagation::extract_with(&**p, req.headers()),
-            None => otel_core::propagation::extract(req.headers()),
-        };
-        let method_index = request_info::method_index(req.method());
-        let method = request_info::METHODS[method_index];
-        let (route, name) = config.route_and_name(&req, method_index);
-        let accepted = config.request_id.accept_optional(req.headers());
-        let scheme = request_info::scheme(&req, config.trust_forwarded);
-        let version = request_info::protocol_version(req.version());
-
-        // The request id goes into the context with the decision (for a sampled request, in
-        // the same entry as the sampling marker).
-        let id = accepted.as_ref().map(|a| a.id.clone());
-        let (sampled, mut cx) =
-            match sampling::decide_for_request(&parent, name.as_str(), SpanKind::Server, id) {
-                Decision::Disabled => return ResponseFuture::passthrough(self.inner.call(req)),
-                Decision::Sampled(cx) => (true, cx),
-                Decision::Unsampled(cx) => (false, cx),
-            };
-        if let Some(a) = &accepted {
-            req.extensions_mut().insert(a.id.clone());
-        }
-        let echo = accepted.as_ref().map(Accepted::header_value);
-        let span = sampled.then(|| {
-                // Everything known now goes into the span macro: each later `record` costs a
-                // subscriber round trip.
-                let server = request_info::server_address(&req);
-                let client = request_info::client_address(&req, config.trust_forwarded);
-                let user_agent = req
-                    .headers()
-                    .get(http::header::USER_AGENT)
-                    .map(|v| redact::header_value(&http::header::USER_AGENT, v));
-                let query = config
-                    .capture_query
-                    .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
-                    .flatten();
-                tracing::info_span!(
-                    target: "otel_http",
-                    "HTTP request",
-                    otel.name = name.as_str(),
-                    otel.kind = "server",
-                    otel.status_code = Empty,
-                    { sc::HTTP_REQUEST_METHOD } = method,
-                    { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
-                    { sc::URL_PATH } = req.uri().path(),
-                    { sc::URL_SCHEME } = scheme,
-                    { sc::URL_QUERY } = query.as_deref(),
-                    { sc::HTTP_ROUTE } = route.as_deref(),
-                    { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
-                    { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
-                    { sc::CLIENT_ADDRESS } = client.as_deref(),
-                    { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
-                    { sc::NETWORK_PROTOCOL_VERSION } = version,
-                    { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
-                    { sc::ERROR_TYPE } = Empty,
-                    { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
-                    { attributes::REQUEST_ID_REJECTED } = accepted
-                        .as_ref()
-                        .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
-                    { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
-                )
-        });
-        let mut tracked = Box::new(Tracked::new(
-            config.clone(),
-            start,
-            method_index,
-            route,
-            scheme,
-            version,
-            echo,
-        ));
-        if repeated_shape::is_enabled() {
-            // Queries and calls made below this request count in one N+1 scope; the scope is
-            // finished (and lets go of the span) when the request ends.
-            let scope_span = span.clone().unwrap_or_else(tracing::Span::none);
-            let scope = Scope::new(scope_span).named(name.to_owned_name());
-            cx = cx.with_value(scope.clone());
-            tracked.scope = Some(scope);
-        }
-        if let Some(span) = &span {
-            record_headers(span, &config.request_headers, req.headers());
-        }
-        // An unsampled request has no span to carry its context; neither has a sampled one
-        // whose span is filtered out or has no OpenTelemetry layer: the context is attached
-        // instead, so the request id and the trace still reach downstream calls.
-        if span
-            .as_ref()
-            .is_none_or(|span| span.is_disabled() || span.set_parent(cx.clone()).is_err())
-        {
-            tracked.cx = Some(cx);
-        }
-        // The span is entered while the response future is polled (where handlers run), not
-        // around `call`, which for axum and hyper only builds the future.
-        let future = match &tracked.cx {
-            Some(cx) => {
-                let _attached = cx.clone().attach();
-                self.inner.call(req)
-            }
-            None => self.inner.call(req),
-        };
-        tracked.span = span;
-        tracked.start_active();
-        ResponseFuture::tracked(future, tracked)
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        traced_call(&self.config, &mut self.inner, req)
     }
+}
+
+/// The request logic of every server service: decides whether and how `req` is traced, calls
+/// `inner` (under the request's context) and returns the service's future `Fut` around the
+/// inner one, with the request's state when it is traced. The services differ only in `Fut`,
+/// that is in how the response body is handed on.
+///
+/// Inlined: each instance has a single caller, one service's `call`.
+#[inline(always)]
+fn traced_call<S, ReqB, Fut>(
+    config: &Arc<ServerConfig>,
+    inner: &mut S,
+    mut req: Request<ReqB>,
+) -> Fut
+where
+    S: Service<Request<ReqB>>,
+    Fut: ServerFuture<S::Future>,
+{
+    if !sampling::is_enabled() || !config.filter.as_ref().is_none_or(|f| f(req.uri().path())) {
+        return Fut::passthrough(inner.call(req));
+    }
+    let start = Instant::now();
+    let parent = match &config.propagator {
+        Some(p) => otel_core::propagation::extract_with(&**p, req.headers()),
+        None => otel_core::propagation::extract(req.headers()),
+    };
+    let method_index = request_info::method_index(req.method());
+    let method = request_info::METHODS[method_index];
+    let (route, name) = config.route_and_name(&req, method_index);
+    let accepted = config.request_id.accept_optional(req.headers());
+    let scheme = request_info::scheme(&req, config.trust_forwarded);
+    let version = request_info::protocol_version(req.version());
+
+    // The request id goes into the context with the decision (for a sampled request, in
+    // the same entry as the sampling marker).
+    let id = accepted.as_ref().map(|a| a.id.clone());
+    let (sampled, mut cx) =
+        match sampling::decide_for_request(&parent, name.as_str(), SpanKind::Server, id) {
+            Decision::Disabled => return Fut::passthrough(inner.call(req)),
+            Decision::Sampled(cx) => (true, cx),
+            Decision::Unsampled(cx) => (false, cx),
+        };
+    if let Some(a) = &accepted {
+        req.extensions_mut().insert(a.id.clone());
+    }
+    let echo = accepted.as_ref().map(Accepted::header_value);
+    let span = sampled.then(|| {
+            // Everything known now goes into the span macro: each later `record` costs a
+            // subscriber round trip.
+            let server = request_info::server_address(&req);
+            let client = request_info::client_address(&req, config.trust_forwarded);
+            let user_agent = req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .map(|v| redact::header_value(&http::header::USER_AGENT, v));
+            let query = config
+                .capture_query
+                .then(|| req.uri().query().map(|q| config.query_redactor.redact(q)))
+                .flatten();
+            tracing::info_span!(
+                target: "otel_http",
+                "HTTP request",
+                otel.name = name.as_str(),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                { sc::HTTP_REQUEST_METHOD } = method,
+                { sc::HTTP_REQUEST_METHOD_ORIGINAL } = request_info::method_original(method, req.method()),
+                { sc::URL_PATH } = req.uri().path(),
+                { sc::URL_SCHEME } = scheme,
+                { sc::URL_QUERY } = query.as_deref(),
+                { sc::HTTP_ROUTE } = route.as_deref(),
+                { sc::SERVER_ADDRESS } = server.as_ref().map(|(host, _)| host.as_str()),
+                { sc::SERVER_PORT } = server.as_ref().and_then(|(_, port)| port.map(i64::from)),
+                { sc::CLIENT_ADDRESS } = client.as_deref(),
+                { sc::USER_AGENT_ORIGINAL } = user_agent.as_deref(),
+                { sc::NETWORK_PROTOCOL_VERSION } = version,
+                { sc::HTTP_RESPONSE_STATUS_CODE } = Empty,
+                { sc::ERROR_TYPE } = Empty,
+                { attributes::REQUEST_ID } = accepted.as_ref().map(|a| a.id.as_str()),
+                { attributes::REQUEST_ID_REJECTED } = accepted
+                    .as_ref()
+                    .and_then(|a| (a.outcome == Outcome::Rejected).then_some(true)),
+                { attributes::HTTP_RESPONSE_BODY_INCOMPLETE } = Empty,
+            )
+    });
+    let mut tracked = Box::new(Tracked::new(
+        config.clone(),
+        start,
+        method_index,
+        route,
+        scheme,
+        version,
+        echo,
+    ));
+    if repeated_shape::is_enabled() {
+        // Queries and calls made below this request count in one N+1 scope; the scope is
+        // finished (and lets go of the span) when the request ends.
+        let scope_span = span.clone().unwrap_or_else(tracing::Span::none);
+        let scope = Scope::new(scope_span).named(name.to_owned_name());
+        cx = cx.with_value(scope.clone());
+        tracked.scope = Some(scope);
+    }
+    if let Some(span) = &span {
+        record_headers(span, &config.request_headers, req.headers());
+    }
+    // An unsampled request has no span to carry its context; neither has a sampled one
+    // whose span is filtered out or has no OpenTelemetry layer: the context is attached
+    // instead, so the request id and the trace still reach downstream calls.
+    if span
+        .as_ref()
+        .is_none_or(|span| span.is_disabled() || span.set_parent(cx.clone()).is_err())
+    {
+        tracked.cx = Some(cx);
+    }
+    // The span is entered while the response future is polled (where handlers run), not
+    // around `call`, which for axum and hyper only builds the future.
+    let future = match &tracked.cx {
+        Some(cx) => {
+            let _attached = cx.clone().attach();
+            inner.call(req)
+        }
+        None => inner.call(req),
+    };
+    tracked.span = span;
+    tracked.start_active();
+    Fut::tracked(future, tracked)
 }
 
 /// Configuration shared by every request of one layer.
