@@ -1,5 +1,6 @@
 //! A chain client → server A → server B over real sockets: one trace, correct parent links,
-//! one request id everywhere, with `tracecontext` and with `b3` as the configured propagator.
+//! one request id everywhere, with `tracecontext` and with `b3` as the configured propagator,
+//! through either server layer.
 
 mod common;
 
@@ -19,7 +20,7 @@ use otel_http::HttpServerLayer;
 use otel_http::reqwest::TracingMiddleware;
 use reqwest_middleware::ClientWithMiddleware;
 
-use common::serve;
+use common::{ServerLayer, serve};
 
 fn propagator(names: &str) -> CompositePropagator {
     CompositePropagator::from_names(names).expect("known propagator names")
@@ -50,17 +51,16 @@ async fn echo_headers(headers: HeaderMap) -> String {
         .join("\n")
 }
 
-async fn run_chain(names: &'static str) -> (TestTelemetry, String, HeaderMap) {
+async fn run_chain(names: &'static str, layer: ServerLayer) -> (TestTelemetry, String, HeaderMap) {
     let telemetry = TestTelemetry::new();
-    let server_b = Router::new().route("/b/{id}", get(echo_headers)).layer(
-        HttpServerLayer::builder()
-            .propagator(propagator(names))
-            .build(),
+    let server_b = layer.router(
+        Router::new().route("/b/{id}", get(echo_headers)),
+        HttpServerLayer::builder().propagator(propagator(names)),
     );
     let b_addr = serve(server_b).await;
 
-    let server_a = Router::new()
-        .route(
+    let server_a =
+        Router::new().route(
             "/a/{id}",
             get(
                 |State((client, b)): State<(ClientWithMiddleware, SocketAddr)>,
@@ -75,11 +75,11 @@ async fn run_chain(names: &'static str) -> (TestTelemetry, String, HeaderMap) {
                         .unwrap()
                 },
             ),
-        )
-        .layer(
-            HttpServerLayer::builder()
-                .propagator(propagator(names))
-                .build(),
+        );
+    let server_a = layer
+        .router(
+            server_a,
+            HttpServerLayer::builder().propagator(propagator(names)),
         )
         .with_state((client(names), b_addr));
     let a_addr = serve(server_a).await;
@@ -154,9 +154,10 @@ fn check_tree(
     [root_client, server_a, client_a, server_b]
 }
 
-#[tokio::test]
-async fn tracecontext_chain_is_one_trace_with_one_request_id() {
-    let (telemetry, body, headers) = run_chain("tracecontext").await;
+common::for_both_layers!(tracecontext_chain_is_one_trace_with_one_request_id);
+
+async fn tracecontext_chain_is_one_trace_with_one_request_id(layer: ServerLayer) {
+    let (telemetry, body, headers) = run_chain("tracecontext", layer).await;
     let [_, _, client_a, _] = check_tree(&telemetry, &headers);
     assert_eq!(
         body,
@@ -170,7 +171,7 @@ async fn tracecontext_chain_is_one_trace_with_one_request_id() {
 
 #[tokio::test]
 async fn b3_chain_is_one_trace_with_one_request_id() {
-    let (telemetry, body, headers) = run_chain("b3").await;
+    let (telemetry, body, headers) = run_chain("b3", ServerLayer::Axum).await;
     let [_, _, client_a, _] = check_tree(&telemetry, &headers);
     assert_eq!(
         body,
@@ -184,7 +185,7 @@ async fn b3_chain_is_one_trace_with_one_request_id() {
 
 #[tokio::test]
 async fn b3_multi_chain_is_one_trace() {
-    let (telemetry, body, headers) = run_chain("b3multi").await;
+    let (telemetry, body, headers) = run_chain("b3multi", ServerLayer::Generic).await;
     let [_, _, client_a, _] = check_tree(&telemetry, &headers);
     assert_eq!(
         body,

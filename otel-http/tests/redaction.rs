@@ -16,7 +16,9 @@ use otel_http::HttpServerLayer;
 use otel_http::reqwest::TracingMiddleware;
 use reqwest_middleware::ClientWithMiddleware;
 
-use common::serve;
+use common::{ServerLayer, for_both_layers, serve};
+
+for_both_layers!(secrets_reach_no_span_and_no_log);
 
 const SECRETS: &[&str] = &[
     "secret-auth-value",
@@ -38,42 +40,39 @@ fn client() -> ClientWithMiddleware {
         .build()
 }
 
-#[tokio::test]
-async fn secrets_reach_no_span_and_no_log() {
+async fn secrets_reach_no_span_and_no_log(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
     let downstream = serve(Router::new().route("/down", get(|| async { "down" }))).await;
-    let app = Router::new()
-        .route(
-            "/login",
-            get(
-                |State((client, down)): State<(ClientWithMiddleware, SocketAddr)>| async move {
-                    tracing::info!("handling login");
-                    client
-                        .get(format!(
-                            "http://user:secret-userinfo@{down}/down?token=secret-query-value"
-                        ))
-                        .header("authorization", "Bearer secret-auth-value")
-                        .header("x-api-key", "secret-api-key")
-                        .send()
-                        .await
-                        .unwrap();
-                    tracing::warn!("login done");
-                    ([("set-cookie", "id=secret-set-cookie")], "ok")
-                },
-            ),
-        )
-        .layer(
-            HttpServerLayer::builder()
-                .capture_request_headers([
-                    http::header::AUTHORIZATION,
-                    http::header::COOKIE,
-                    http::header::USER_AGENT,
-                    HeaderName::from_static("x-api-key"),
-                ])
-                .capture_response_headers([http::header::SET_COOKIE])
-                .capture_query(true)
-                .build(),
-        )
+    let app = Router::new().route(
+        "/login",
+        get(
+            |State((client, down)): State<(ClientWithMiddleware, SocketAddr)>| async move {
+                tracing::info!("handling login");
+                client
+                    .get(format!(
+                        "http://user:secret-userinfo@{down}/down?token=secret-query-value"
+                    ))
+                    .header("authorization", "Bearer secret-auth-value")
+                    .header("x-api-key", "secret-api-key")
+                    .send()
+                    .await
+                    .unwrap();
+                tracing::warn!("login done");
+                ([("set-cookie", "id=secret-set-cookie")], "ok")
+            },
+        ),
+    );
+    let builder = HttpServerLayer::builder()
+        .capture_request_headers([
+            http::header::AUTHORIZATION,
+            http::header::COOKIE,
+            http::header::USER_AGENT,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .capture_response_headers([http::header::SET_COOKIE])
+        .capture_query(true);
+    let app = layer
+        .router(app, builder)
         .with_state((client(), downstream));
     let addr = serve(app).await;
 

@@ -1,5 +1,6 @@
-//! The server layer seen from outside: real axum servers on 127.0.0.1, real HTTP clients,
-//! exported spans and metrics.
+//! The server layers seen from outside: real axum servers on 127.0.0.1, real HTTP clients,
+//! exported spans and metrics. The tests that concern the response run against both layers
+//! (`name::generic`: `HttpServerLayer`, `name::axum`: `AxumServerLayer`).
 
 mod common;
 
@@ -18,14 +19,27 @@ use otel_http::HttpServerLayer;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 
-use common::{histogram_points, point_attr, serve, sum_points};
+use common::{ServerLayer, for_both_layers, histogram_points, point_attr, serve, sum_points};
+
+for_both_layers!(
+    sampled_request_has_exact_server_span_and_echoes_request_id,
+    generated_and_rejected_request_ids,
+    client_error_is_not_a_span_error_but_server_error_is,
+    unknown_route_and_method_names,
+    panicking_handler_is_recorded_and_the_panic_propagates,
+    panic_payload_is_re_raised_unchanged,
+    server_span_ends_when_the_body_has_been_sent,
+    span_ends_with_the_body_even_when_a_clone_of_it_lives_on,
+    body_dropped_before_its_end_is_recorded_incomplete,
+    without_an_opentelemetry_subscriber_context_and_request_id_still_flow,
+);
 
 fn str_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
     TestTelemetry::attr(span, key).map(|v| v.as_str().into_owned())
 }
 
-fn app(layer: HttpServerLayer) -> Router {
-    Router::new()
+fn app(layer: ServerLayer, builder: otel_http::HttpServerLayerBuilder) -> Router {
+    let router = Router::new()
         .route(
             "/users/{id}",
             get(
@@ -50,17 +64,14 @@ fn app(layer: HttpServerLayer) -> Router {
                 }
                 "unreachable"
             }),
-        )
-        .layer(layer)
+        );
+    layer.router(router, builder)
 }
 
-#[tokio::test]
-async fn sampled_request_has_exact_server_span_and_echoes_request_id() {
+async fn sampled_request_has_exact_server_span_and_echoes_request_id(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let layer = HttpServerLayer::builder()
-        .meter_provider(telemetry.meter_provider())
-        .build();
-    let addr = serve(app(layer)).await;
+    let builder = HttpServerLayer::builder().meter_provider(telemetry.meter_provider());
+    let addr = serve(app(layer, builder)).await;
 
     let response = reqwest::Client::new()
         .get(format!("http://{addr}/users/42?page=2"))
@@ -145,10 +156,9 @@ async fn sampled_request_has_exact_server_span_and_echoes_request_id() {
     assert_eq!(active[0].value(), 0);
 }
 
-#[tokio::test]
-async fn generated_and_rejected_request_ids() {
+async fn generated_and_rejected_request_ids(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve(app(HttpServerLayer::new())).await;
+    let addr = serve(app(layer, HttpServerLayer::builder())).await;
     let client = reqwest::Client::new();
 
     let response = client
@@ -184,13 +194,10 @@ async fn generated_and_rejected_request_ids() {
     );
 }
 
-#[tokio::test]
-async fn client_error_is_not_a_span_error_but_server_error_is() {
+async fn client_error_is_not_a_span_error_but_server_error_is(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let layer = HttpServerLayer::builder()
-        .meter_provider(telemetry.meter_provider())
-        .build();
-    let addr = serve(app(layer)).await;
+    let builder = HttpServerLayer::builder().meter_provider(telemetry.meter_provider());
+    let addr = serve(app(layer, builder)).await;
     let client = reqwest::Client::new();
 
     let response = client
@@ -241,10 +248,9 @@ async fn client_error_is_not_a_span_error_but_server_error_is() {
     }
 }
 
-#[tokio::test]
-async fn unknown_route_and_method_names() {
+async fn unknown_route_and_method_names(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve(app(HttpServerLayer::new())).await;
+    let addr = serve(app(layer, HttpServerLayer::builder())).await;
     // A method outside the semconv list is `_OTHER` and the span name says `HTTP`; the route
     // still names it, never the raw path.
     let response = reqwest::Client::new()
@@ -267,10 +273,9 @@ async fn unknown_route_and_method_names() {
     assert!(!span.name.contains('7'));
 }
 
-#[tokio::test]
-async fn panicking_handler_is_recorded_and_the_panic_propagates() {
+async fn panicking_handler_is_recorded_and_the_panic_propagates(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve(app(HttpServerLayer::new())).await;
+    let addr = serve(app(layer, HttpServerLayer::builder())).await;
     // axum without CatchPanic: the re-raised panic kills the connection task, so the client
     // sees the connection close without a response. Had the layer swallowed the panic, the
     // client would have received a response.
@@ -296,16 +301,17 @@ async fn panicking_handler_is_recorded_and_the_panic_propagates() {
     );
 }
 
-#[tokio::test]
-async fn panic_payload_is_re_raised_unchanged() {
+async fn panic_payload_is_re_raised_unchanged(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let service =
-        HttpServerLayer::new().layer(tower::service_fn(|_req: http::Request<Body>| async {
+    let service = layer.service(
+        HttpServerLayer::builder(),
+        tower::service_fn(|_req: http::Request<Body>| async {
             if true {
                 std::panic::panic_any("original payload");
             }
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
-        }));
+        }),
+    );
     let future = service.oneshot(http::Request::new(Body::empty()));
     let caught = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future)).await;
     let payload = caught.expect_err("the panic must reach the caller");
@@ -314,26 +320,23 @@ async fn panic_payload_is_re_raised_unchanged() {
     assert_eq!(str_attr(&span, "error.type").as_deref(), Some("panic"));
 }
 
-#[tokio::test]
-async fn server_span_ends_when_the_body_has_been_sent() {
+async fn server_span_ends_when_the_body_has_been_sent(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(4);
     let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
-    let app = Router::new()
-        .route(
-            "/stream",
-            get(move || {
-                let rx = rx.lock().unwrap().take().expect("one request");
-                async move {
-                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|chunk| (chunk, rx))
-                    });
-                    Body::from_stream(stream)
-                }
-            }),
-        )
-        .layer(HttpServerLayer::new());
-    let addr = serve(app).await;
+    let app = Router::new().route(
+        "/stream",
+        get(move || {
+            let rx = rx.lock().unwrap().take().expect("one request");
+            async move {
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|chunk| (chunk, rx))
+                });
+                Body::from_stream(stream)
+            }
+        }),
+    );
+    let addr = serve(layer.router(app, HttpServerLayer::builder())).await;
 
     let mut response = reqwest::Client::new()
         .get(format!("http://{addr}/stream"))
@@ -372,20 +375,21 @@ async fn server_span_ends_when_the_body_has_been_sent() {
     );
 }
 
-#[tokio::test]
-async fn span_ends_with_the_body_even_when_a_clone_of_it_lives_on() {
+async fn span_ends_with_the_body_even_when_a_clone_of_it_lives_on(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
     // The handler hands a clone of the request span to work that outlives the response (a
     // spawned task instrumented with `Span::current()` does the same).
     let (keep_tx, keep_rx) = std::sync::mpsc::channel::<tracing::Span>();
-    let service =
-        HttpServerLayer::new().layer(tower::service_fn(move |_req: http::Request<Body>| {
+    let service = layer.service(
+        HttpServerLayer::builder(),
+        tower::service_fn(move |_req: http::Request<Body>| {
             let keep_tx = keep_tx.clone();
             async move {
                 keep_tx.send(tracing::Span::current()).unwrap();
                 Ok::<_, Infallible>(http::Response::new(Body::from("done")))
             }
-        }));
+        }),
+    );
     let response = service
         .oneshot(http::Request::new(Body::empty()))
         .await
@@ -411,17 +415,18 @@ async fn span_ends_with_the_body_even_when_a_clone_of_it_lives_on() {
     assert_eq!(telemetry.spans_named("GET").len(), 1);
 }
 
-#[tokio::test]
-async fn body_dropped_before_its_end_is_recorded_incomplete() {
+async fn body_dropped_before_its_end_is_recorded_incomplete(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let service =
-        HttpServerLayer::new().layer(tower::service_fn(|_req: http::Request<Body>| async {
+    let service = layer.service(
+        HttpServerLayer::builder(),
+        tower::service_fn(|_req: http::Request<Body>| async {
             let chunks = futures_util::stream::iter([
                 Ok::<_, Infallible>(Bytes::from_static(b"a")),
                 Ok(Bytes::from_static(b"b")),
             ]);
             Ok::<_, Infallible>(http::Response::new(Body::from_stream(chunks)))
-        }));
+        }),
+    );
     let mut response = service
         .oneshot(http::Request::new(Body::empty()))
         .await
@@ -505,8 +510,7 @@ async fn hyper_server_with_route_extractor_and_filter() {
     );
 }
 
-#[tokio::test]
-async fn without_an_opentelemetry_subscriber_context_and_request_id_still_flow() {
+async fn without_an_opentelemetry_subscriber_context_and_request_id_still_flow(layer: ServerLayer) {
     // No TestTelemetry: the thread has no subscriber, every `tracing` span is disabled.
     let tracecontext =
         || otel_core::propagation::CompositePropagator::from_names("tracecontext").unwrap();
@@ -521,32 +525,27 @@ async fn without_an_opentelemetry_subscriber_context_and_request_id_still_flow()
         }),
     ))
     .await;
-    let app = Router::new()
-        .route(
-            "/call",
-            get(move || async move {
-                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                    .with(
-                        otel_http::reqwest::TracingMiddleware::builder()
-                            .propagator(tracecontext())
-                            .build(),
-                    )
-                    .build();
-                client
-                    .get(format!("http://{downstream}/echo"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-            }),
-        )
-        .layer(
-            HttpServerLayer::builder()
-                .propagator(tracecontext())
-                .build(),
-        );
+    let app = Router::new().route(
+        "/call",
+        get(move || async move {
+            let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(
+                    otel_http::reqwest::TracingMiddleware::builder()
+                        .propagator(tracecontext())
+                        .build(),
+                )
+                .build();
+            client
+                .get(format!("http://{downstream}/echo"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }),
+    );
+    let app = layer.router(app, HttpServerLayer::builder().propagator(tracecontext()));
     let addr = serve(app).await;
     let body = reqwest::Client::new()
         .get(format!("http://{addr}/call"))

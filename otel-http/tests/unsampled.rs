@@ -19,7 +19,9 @@ use otel_core::testing::TestTelemetry;
 use otel_http::{HttpClientLayer, HttpServerLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
-use common::serve;
+use common::{ServerLayer, for_both_layers, serve};
+
+for_both_layers!(unsampled_requests_export_nothing_but_still_propagate);
 
 fn tracecontext() -> CompositePropagator {
     CompositePropagator::from_names("tracecontext").unwrap()
@@ -39,26 +41,21 @@ async fn echo(headers: HeaderMap) -> String {
         .join("\n")
 }
 
-async fn chain() -> SocketAddr {
-    let server_b = Router::new().route("/b", get(echo)).layer(
-        HttpServerLayer::builder()
-            .propagator(tracecontext())
-            .build(),
+async fn chain(layer: ServerLayer) -> SocketAddr {
+    let server_b = layer.router(
+        Router::new().route("/b", get(echo)),
+        HttpServerLayer::builder().propagator(tracecontext()),
     );
     let b = serve(server_b).await;
-    let app = Router::new()
-        .route(
-            "/a",
-            get(|State(b): State<SocketAddr>| {
-                // A user span below an unsampled request stays unsampled.
-                tracing::Instrument::instrument(call_b(b), tracing::info_span!("user work"))
-            }),
-        )
-        .layer(
-            HttpServerLayer::builder()
-                .propagator(tracecontext())
-                .build(),
-        )
+    let app = Router::new().route(
+        "/a",
+        get(|State(b): State<SocketAddr>| {
+            // A user span below an unsampled request stays unsampled.
+            tracing::Instrument::instrument(call_b(b), tracing::info_span!("user work"))
+        }),
+    );
+    let app = layer
+        .router(app, HttpServerLayer::builder().propagator(tracecontext()))
         .with_state(b);
     serve(app).await
 }
@@ -83,12 +80,11 @@ async fn call_b(b: SocketAddr) -> String {
     String::from_utf8(body.to_vec()).unwrap()
 }
 
-#[tokio::test]
-async fn unsampled_requests_export_nothing_but_still_propagate() {
+async fn unsampled_requests_export_nothing_but_still_propagate(layer: ServerLayer) {
     otel_core::sampling::set_sampler(Sampler::AlwaysOff);
     // The SDK samples everything: only the layer's own decision can keep spans out.
     let telemetry = TestTelemetry::new();
-    let a = chain().await;
+    let a = chain(layer).await;
     let client = reqwest::Client::new();
 
     // With an incoming sampled parent: the trace id is kept, the flag goes to 00.
