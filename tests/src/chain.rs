@@ -1,7 +1,7 @@
 //! The shop chain: every hop of a request across the workspace's crates, on 127.0.0.1.
 //!
 //! ```text
-//! client ──HTTP──▶ gateway  GET /dashboard          (axum + otel_http::HttpServerLayer)
+//! client ──HTTP──▶ gateway  GET /dashboard          (axum + otel_http::AxumServerLayer)
 //!                    │ reqwest: RetryMiddleware → CircuitBreakerMiddleware → TracingMiddleware
 //!                    ▼
 //!                  backend  GET /posts/{author}     (axum + otel_http::HttpServerLayer)
@@ -166,7 +166,7 @@ impl Shop {
                     HttpServerLayer::builder()
                         .propagator(propagator())
                         .meter_provider(meter_provider)
-                        .build(),
+                        .build_axum(),
                 )
                 .with_state(Gateway { client, backend }),
         )

@@ -1,6 +1,6 @@
 //! A traced service exported over OTLP to an in-process receiver, end to end: install
 //! `otel_core::Telemetry` with the receiver as endpoint, serve requests through
-//! `otel_http::HttpServerLayer` on a real socket, shut telemetry down (which flushes), and
+//! `otel_http::AxumServerLayer` on a real socket, shut telemetry down (which flushes), and
 //! check the spans decoded from the wire.
 //!
 //! `Telemetry::install` sets the global subscriber: call [`export_orders`] once per test
@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 use otel_core::Telemetry;
 use otel_core::attributes::{self, semconv::attribute as sc};
 use otel_core::telemetry::{OtlpProtocol, TRACER_NAME};
-use otel_http::HttpServerLayer;
+use otel_http::AxumServerLayer;
 
 use crate::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 
@@ -61,7 +61,7 @@ pub async fn export_orders(receiver: &OtlpReceiver, protocol: OtlpProtocol) {
     // The default layer: the global propagator `install` set up (tracecontext,baggage).
     let app = Router::new()
         .route("/orders/{id}", get(order))
-        .layer(HttpServerLayer::new());
+        .layer(AxumServerLayer::new());
     let addr = crate::serve::http(app).await;
     let client = reqwest::Client::new();
     let ok = client

@@ -1,5 +1,5 @@
 //! OTLP/gRPC over a real socket: `otel_core::Telemetry` with `.otlp_protocol(Grpc)` sends the
-//! spans of requests served through `otel_http::HttpServerLayer` to an in-process
+//! spans of requests served through `otel_http::AxumServerLayer` to an in-process
 //! `TraceService` (opentelemetry-proto's tonic server), which decodes them from the wire.
 //!
 //! Its own test binary: `Telemetry::install` sets process-global state.

@@ -1,6 +1,6 @@
 //! OTLP/HTTP protobuf over a real socket: `otel_core::Telemetry` with
 //! `.otlp_protocol(HttpProtobuf)` posts the spans of requests served through
-//! `otel_http::HttpServerLayer` to an in-process `POST /v1/traces` handler, which decodes the
+//! `otel_http::AxumServerLayer` to an in-process `POST /v1/traces` handler, which decodes the
 //! `ExportTraceServiceRequest` with prost.
 //!
 //! Its own test binary: `Telemetry::install` sets process-global state.

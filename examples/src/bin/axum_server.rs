@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use otel_http::HttpServerLayer;
+use otel_http::AxumServerLayer;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         // After routing: the span is named `GET /users/{id}`.
-        .layer(HttpServerLayer::new());
+        .layer(AxumServerLayer::new());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

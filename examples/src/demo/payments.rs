@@ -1,4 +1,4 @@
-//! The `payments` HTTP service (axum, traced by otel-http's `HttpServerLayer`): `POST /charge`
+//! The `payments` HTTP service (axum, traced by otel-http's `AxumServerLayer`): `POST /charge`
 //! answers 200, or 503 while it is "down". It counts every attempt it receives, so the
 //! retry-storm step can show the load each client really sent.
 //!
@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use otel_http::HttpServerLayer;
+use otel_http::AxumServerLayer;
 
 /// The payments service's switches and counters. Cheap to clone.
 #[derive(Clone, Default)]
@@ -37,7 +37,7 @@ impl Payments {
         Router::new()
             .route("/charge", post(charge))
             .with_state(self.clone())
-            .layer(HttpServerLayer::new())
+            .layer(AxumServerLayer::new())
     }
 
     /// Takes the service down (every charge answers 503) or brings it back.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use otel_http::HttpServerLayer;
+use otel_http::AxumServerLayer;
 
 /// How long the external API takes to answer.
 pub const RATES_DELAY: Duration = Duration::from_millis(400);
@@ -26,5 +26,5 @@ pub fn router() -> Router {
                 "EUR=1.08"
             }),
         )
-        .layer(HttpServerLayer::new())
+        .layer(AxumServerLayer::new())
 }

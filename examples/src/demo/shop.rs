@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use otel_http::HttpServerLayer;
+use otel_http::AxumServerLayer;
 use otel_http::reqwest::TracingMiddleware;
 use otel_resilience::backoff::Backoff;
 use otel_resilience::{
@@ -132,7 +132,7 @@ impl Shop {
             .merge(shared_dependency::routes())
             .merge(request_id::routes())
             .with_state(gateway)
-            .layer(HttpServerLayer::new());
+            .layer(AxumServerLayer::new());
         let gateway_addr = serve(router).await?;
 
         Ok(Shop {
