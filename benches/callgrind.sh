@@ -12,7 +12,7 @@ bin=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/nul
 out=${KEEP:-$(mktemp -d)}
 mkdir -p "$out"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$out"' EXIT
-printf '%-18s %12s\n' path Ir/call
+printf '%-26s %12s\n' path Ir/call
 # Ir of one run of <path> <iterations> <extra valgrind options...>
 count() {
     local path=$1 n=$2 file="$out/$1.$2.out"; shift 2
@@ -23,11 +23,11 @@ count() {
     [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
     echo "$total"
 }
-for path in ${PATHS:-w3c_extract request_id fingerprint fingerprint_cached server_bare server_unsampled server_disabled server_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker tower_retry tower_bare_in_span retry_breaker_in_span tower_retry_in_span sql_bare sql_reference sql_ours sql_ours_detector}; do
+for path in ${PATHS:-w3c_extract request_id fingerprint fingerprint_cached server_no_layer server_bare server_disabled server_filtered server_unsampled server_sampled server_generic_disabled server_generic_unsampled server_generic_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker tower_retry tower_bare_in_span retry_breaker_in_span tower_retry_in_span sql_bare sql_reference sql_ours sql_ours_detector}; do
     case $path in
     sql_*) # every thread, whole program: (Ir at 2n - Ir at n) / n
         total=$(( $(count "$path" $((2 * iterations))) - $(count "$path" "$iterations") )) ;;
     *) total=$(count "$path" "$iterations" --collect-atstart=no --toggle-collect='*instructions*measure*') ;;
     esac
-    printf '%-18s %12d\n' "$path" $((total / iterations))
+    printf '%-26s %12d\n' "$path" $((total / iterations))
 done

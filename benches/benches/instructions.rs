@@ -5,9 +5,14 @@
 //! `instructions <path> <iterations>` sets the path up, runs it once to warm caches and lazy
 //! statics, then calls it `<iterations>` times inside `measure`, the only function callgrind
 //! collects in (`--collect-atstart=no --toggle-collect=*instructions*measure*`). Paths:
-//! `w3c_extract`, `request_id`, `fingerprint`, `fingerprint_cached`, `server_bare`, `server_unsampled`,
-//! `server_disabled` (ours with `sampling::set_enabled(false)`), `server_sampled`,
-//! `server_reference` (one bridged span with the same fields, no layer logic), and the
+//! `w3c_extract`, `request_id`, `fingerprint`, `fingerprint_cached`, the axum router
+//! `GET /users/{id}`: `server_no_layer` (no layer at all), `server_bare` (a no-op
+//! `Router::layer`, the floor of any layer), `server_disabled` (ours, `AxumServerLayer`, with
+//! `sampling::set_enabled(false)`),
+//! `server_filtered` (ours, the path skipped by the layer's filter), `server_unsampled`,
+//! `server_sampled`, the same with the generic `HttpServerLayer`: `server_generic_disabled`,
+//! `server_generic_unsampled`, `server_generic_sampled`, and `server_reference` (one bridged
+//! span with the same fields, no layer logic); the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
 //! (both boxed, so the difference is the two layers), `tower_retry` (the floor of any layer
 //! that can resend: `tower::retry::Retry` with a minimal policy that clones the request, no
@@ -86,7 +91,15 @@ fn main() {
             f();
             measure(iterations, &mut f);
         }
-        "server_bare" | "server_unsampled" | "server_disabled" | "server_sampled"
+        "server_no_layer"
+        | "server_bare"
+        | "server_disabled"
+        | "server_filtered"
+        | "server_unsampled"
+        | "server_sampled"
+        | "server_generic_disabled"
+        | "server_generic_unsampled"
+        | "server_generic_sampled"
         | "server_reference" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -94,24 +107,34 @@ fn main() {
             let provider = otel_benches::provider();
             let _subscriber =
                 tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider));
-            if path == "server_sampled" {
+            if path.ends_with("_sampled") {
                 otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
             } else {
                 otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
             }
-            otel_core::sampling::set_enabled(path != "server_disabled");
-            let app = if path == "server_bare" {
-                otel_benches::router().layer(tower::layer::layer_fn(|inner| inner))
-            } else if path == "server_reference" {
-                otel_benches::router().layer(tower::layer::layer_fn(|inner| {
-                    otel_benches::reference::SpanOnly { inner }
-                }))
-            } else {
-                otel_benches::router().layer(
-                    otel_http::HttpServerLayer::builder()
-                        .propagator(TraceContextPropagator::new())
-                        .build(),
-                )
+            otel_core::sampling::set_enabled(!path.ends_with("_disabled"));
+            let ours =
+                || otel_http::HttpServerLayer::builder().propagator(TraceContextPropagator::new());
+            let app = match path.as_str() {
+                "server_no_layer" => otel_benches::router(),
+                "server_bare" => {
+                    otel_benches::router().layer(tower::layer::layer_fn(|inner| inner))
+                }
+                "server_reference" => {
+                    otel_benches::router().layer(tower::layer::layer_fn(|inner| {
+                        otel_benches::reference::SpanOnly { inner }
+                    }))
+                }
+                // As a health check would be: the layer skips the path.
+                "server_filtered" => otel_benches::router().layer(
+                    ours()
+                        .filter(|path| !path.starts_with("/users/"))
+                        .build_axum(),
+                ),
+                generic if generic.starts_with("server_generic_") => {
+                    otel_benches::router().layer(ours().build())
+                }
+                _ => otel_benches::router().layer(ours().build_axum()),
             };
             let mut f = || {
                 rt.block_on(async {
