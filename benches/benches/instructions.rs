@@ -136,6 +136,9 @@ fn main() {
                 }
                 _ => otel_benches::router().layer(ours().build_axum()),
             };
+            // Given its state once, as `axum::serve` does at startup (without it, every call
+            // rebuilds each route with its layers).
+            let app: axum::Router = app.with_state(());
             let mut f = || {
                 rt.block_on(async {
                     let request = http::Request::get("/users/42")
