@@ -35,7 +35,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use otel_core::attributes::{self, error_type, semconv};
@@ -68,19 +68,22 @@ pub struct BreakerClassifier {
     /// The failure statuses: one bit per status code 0..=1023 (status codes are 100..=999),
     /// so that judging a response is one load, not a scan of a list.
     statuses: [u64; 16],
-    grpc_codes: Vec<i32>,
+    grpc_codes: Cow<'static, [i32]>,
 }
 
 impl Default for BreakerClassifier {
     fn default() -> Self {
-        BreakerClassifier {
-            statuses: status_set((500..600).filter_map(|c| StatusCode::from_u16(c).ok())),
-            grpc_codes: vec![2, 4, 13, 14],
-        }
+        BreakerClassifier::DEFAULT
     }
 }
 
 impl BreakerClassifier {
+    /// Every 5xx; gRPC `UNKNOWN`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE`.
+    const DEFAULT: BreakerClassifier = BreakerClassifier {
+        statuses: status_range_set(500, 600),
+        grpc_codes: Cow::Borrowed(&[2, 4, 13, 14]),
+    };
+
     /// The HTTP statuses that count as failures (default: every 5xx).
     pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.statuses = status_set(statuses);
@@ -89,12 +92,13 @@ impl BreakerClassifier {
     /// The gRPC codes that count as failures (default `UNKNOWN`, `DEADLINE_EXCEEDED`,
     /// `INTERNAL`, `UNAVAILABLE`).
     pub fn failure_grpc_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
-        self.grpc_codes = codes.into_iter().collect();
+        self.grpc_codes = Cow::Owned(codes.into_iter().collect());
         self
     }
     /// Whether a response with this status and headers is a success for the breaker: a gRPC
     /// response (`content-type: application/grpc*`) by its `grpc-status` header (a
     /// trailers-only response), any other by its HTTP status.
+    #[inline]
     pub fn is_success(&self, status: StatusCode, headers: &http::HeaderMap) -> bool {
         if is_grpc(headers)
             && let Some(code) = grpc_status(headers)
@@ -104,6 +108,17 @@ impl BreakerClassifier {
         let code = usize::from(status.as_u16()) & 1023;
         self.statuses[code / 64] & (1 << (code % 64)) == 0
     }
+}
+
+/// The status set of the codes `from..to` (in `0..1024`), built at compile time.
+const fn status_range_set(from: usize, to: usize) -> [u64; 16] {
+    let mut set = [0u64; 16];
+    let mut code = from;
+    while code < to {
+        set[code / 64] |= 1 << (code % 64);
+        code += 1;
+    }
+    set
 }
 
 fn status_set(statuses: impl IntoIterator<Item = StatusCode>) -> [u64; 16] {
@@ -128,7 +143,7 @@ impl CircuitBreakerLayer {
             shared: Arc::new(BreakerShared {
                 registry,
                 fixed: None,
-                classifier: BreakerClassifier::default(),
+                classifier: Classifier::default(),
                 attributes_in_extensions: false,
                 cache: BreakerCache::default(),
             }),
@@ -144,7 +159,7 @@ impl CircuitBreakerLayer {
 
     /// Which outcomes count as failures.
     pub fn classifier(self, classifier: BreakerClassifier) -> Self {
-        self.update(|s| s.classifier = classifier)
+        self.update(|s| s.classifier = Classifier::custom(classifier))
     }
 
     /// Puts `circuit_breaker.state` and `circuit_breaker.failures` in the request's
@@ -206,6 +221,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let breaker = self.shared.breaker_for(req.uri());
         match breaker.admit() {
@@ -215,14 +231,20 @@ where
                     self.inner.call(req)
                 } else {
                     let inner = &mut self.inner;
-                    breaker.with_span_attributes(|attributes| {
-                        SpanAttributes::hand_off(attributes, || inner.call(req))
-                    })
+                    let built;
+                    let attributes = match breaker.healthy_span_attributes() {
+                        Some(attributes) => attributes,
+                        None => {
+                            built = breaker.span_attributes();
+                            &built
+                        }
+                    };
+                    SpanAttributes::hand_off(attributes, move || inner.call(req))
                 };
                 ResponseFuture {
                     state: FutureState::Called { future },
                     permit: Some(permit),
-                    shared: self.shared.clone(),
+                    classifier: self.shared.classifier.clone(),
                 }
             }
             Err(open) => ResponseFuture {
@@ -230,7 +252,7 @@ where
                     error: Some(reject(open)),
                 },
                 permit: None,
-                shared: self.shared.clone(),
+                classifier: Classifier::default(),
             },
         }
     }
@@ -242,7 +264,8 @@ pub struct ResponseFuture<F> {
     #[pin]
     state: FutureState<F>,
     permit: Option<Permit>,
-    shared: Arc<BreakerShared>,
+    /// The layer's classifier: the default one needs no reference count.
+    classifier: Classifier,
 }
 
 #[pin_project(project = FutureStateProj)]
@@ -270,18 +293,20 @@ where
                 error.take().expect("polled after completion"),
             ))),
             FutureStateProj::Called { future } => {
-                let result = ready!(future.poll(cx));
-                let success = match &result {
-                    Ok(resp) => this
-                        .shared
+                // The outcome is judged where it lies, and the output made from it in one move.
+                let polled = future.poll(cx);
+                let success = match &polled {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(resp)) => this
                         .classifier
+                        .get()
                         .is_success(resp.status(), resp.headers()),
-                    Err(_) => false,
+                    Poll::Ready(Err(_)) => false,
                 };
                 if let Some(permit) = this.permit.take() {
                     permit.record(success);
                 }
-                Poll::Ready(result.map_err(Into::into))
+                polled.map_err(Into::into)
             }
         }
     }
@@ -293,7 +318,7 @@ where
 pub(crate) struct BreakerShared {
     pub(crate) registry: Arc<CircuitBreakerRegistry>,
     pub(crate) fixed: Option<Arc<CircuitBreaker>>,
-    pub(crate) classifier: BreakerClassifier,
+    pub(crate) classifier: Classifier,
     pub(crate) attributes_in_extensions: bool,
     /// The breaker of the first authority called through this service (each service made by
     /// [`CircuitBreakerLayer::layer`] gets its own, empty: see [`BreakerCache`]).
@@ -303,6 +328,7 @@ pub(crate) struct BreakerShared {
 impl BreakerShared {
     /// The breaker of `uri`'s authority (or the fixed one): borrowed from the cache when it
     /// holds that authority's breaker, else from the registry (a read lock and a hash).
+    #[inline(always)]
     pub(crate) fn breaker_for(&self, uri: &http::Uri) -> Cow<'_, Arc<CircuitBreaker>> {
         if let Some(b) = &self.fixed {
             return Cow::Borrowed(b);
@@ -314,6 +340,23 @@ impl BreakerShared {
         let breaker = self.registry.get(key);
         self.cache.offer(key, &breaker);
         Cow::Owned(breaker)
+    }
+}
+
+/// The classifier of a layer: the default one (a static, so that a call's future holds no
+/// reference count for it, `None`) or a custom one. One word.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Classifier(Option<Arc<BreakerClassifier>>);
+
+impl Classifier {
+    pub(crate) fn custom(classifier: BreakerClassifier) -> Self {
+        Classifier(Some(Arc::new(classifier)))
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> &BreakerClassifier {
+        static DEFAULT: BreakerClassifier = BreakerClassifier::DEFAULT;
+        self.0.as_deref().unwrap_or(&DEFAULT)
     }
 }
 
@@ -332,8 +375,9 @@ pub(crate) struct BreakerCache(OnceLock<Arc<CircuitBreaker>>);
 
 impl BreakerCache {
     /// The cached breaker, if it is the one of `key`.
+    #[inline]
     fn get(&self, key: &str) -> Option<&Arc<CircuitBreaker>> {
-        self.0.get().filter(|b| b.name() == key)
+        self.0.get().filter(|b| same_key(b.name(), key))
     }
 
     /// Caches `breaker` (the registry's for `key`) if nothing is cached yet and it is named
@@ -352,6 +396,24 @@ impl Clone for BreakerCache {
     }
 }
 
+/// `a == b`, compared inline for the short strings that authorities are (8 to 32 bytes, a word
+/// at a time): the call to `bcmp` that `==` makes costs more than the comparison itself.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=32).contains(&n) {
+        return a == b;
+    }
+    // Overlapping words: the first and last eight bytes, and the middle ones past 16.
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8"));
+    let same = |at: usize| word(a, at) == word(b, at);
+    same(0) && same(n - 8) && (n <= 16 || (same(8) && same(n - 16)))
+}
+
 /// Pushes `circuit_breaker.state` and `circuit_breaker.failures` for the client span.
 pub(crate) fn push_span_attributes(breaker: &CircuitBreaker, extensions: &mut http::Extensions) {
     for kv in breaker.span_attributes() {
@@ -360,7 +422,7 @@ pub(crate) fn push_span_attributes(breaker: &CircuitBreaker, extensions: &mut ht
 }
 
 /// What the breaker does with a rejection: records its span now, or, under a retry layer that
-/// records it under its logical-call span (see [`defer_rejections`]), leaves it to that layer.
+/// records it under its logical-call span (see [`DeferRejections`]), leaves it to that layer.
 pub(crate) fn reject(open: CircuitOpen) -> CircuitOpen {
     if RETRY_ABOVE.with(Cell::get) > 0 {
         open.defer_span()
@@ -370,21 +432,31 @@ pub(crate) fn reject(open: CircuitOpen) -> CircuitOpen {
     }
 }
 
-/// Runs `f` (a call or poll of the layers below a retry layer) with the breakers below leaving
-/// their rejection spans to the retry layer, which finds the [`CircuitOpen`] in the error,
-/// opens its logical-call span and records the rejection under it
-/// ([`record_deferred_rejection`]). Two thread-local writes, no allocation.
-pub(crate) fn defer_rejections<R>(f: impl FnOnce() -> R) -> R {
-    // Hand-written: a depth counter in a thread-local is all a synchronous scope needs.
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_sub(1)));
+/// While alive, the breakers below a retry layer leave their rejection spans to it: it finds
+/// the [`CircuitOpen`] in the error, opens its logical-call span and records the rejection
+/// under it ([`record_deferred_rejection`]). Two thread-local writes, no allocation; a guard
+/// rather than a closure, so that the request is not moved into one.
+pub(crate) struct DeferRejections {
+    /// Left on the thread that entered it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl DeferRejections {
+    #[inline]
+    pub(crate) fn enter() -> Self {
+        // Hand-written: a depth counter in a thread-local is all a synchronous scope needs.
+        RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_add(1)));
+        DeferRejections {
+            _not_send: std::marker::PhantomData,
         }
     }
-    RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_add(1)));
-    let _leave = Leave;
-    f()
+}
+
+impl Drop for DeferRejections {
+    #[inline]
+    fn drop(&mut self) {
+        RETRY_ABOVE.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
 }
 
 /// Records the rejection span a breaker below left to the caller, if `error` holds one.
@@ -432,6 +504,53 @@ pub(crate) fn record_rejection(open: &CircuitOpen) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_as_strings_do() {
+        let base = "inventory.internal.example.com:8443-and-some-more";
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            assert!(same_key(a, a), "{a}");
+            let copy = String::from(a);
+            assert!(same_key(a, &copy), "{a}");
+            for at in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[at] ^= 0x01;
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_key(a, &b), "{a} vs {b}");
+            }
+            if len > 0 {
+                assert!(!same_key(a, &base[..len - 1]), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_classifier_fails_every_5xx_and_nothing_else() {
+        let c = Classifier::default();
+        let empty = http::HeaderMap::new();
+        for code in 100..=999 {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                c.get().is_success(status, &empty),
+                !(500..600).contains(&code),
+                "{code}"
+            );
+        }
+        let custom = Classifier::custom(
+            BreakerClassifier::default().failure_statuses([StatusCode::TOO_MANY_REQUESTS]),
+        );
+        assert!(
+            !custom
+                .get()
+                .is_success(StatusCode::TOO_MANY_REQUESTS, &empty)
+        );
+        assert!(
+            custom
+                .get()
+                .is_success(StatusCode::INTERNAL_SERVER_ERROR, &empty)
+        );
+    }
 
     fn response(status: u16, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap) {
         let mut map = http::HeaderMap::new();

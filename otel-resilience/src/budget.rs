@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::{SharedClock, TokioClock, saturating_nanos};
+use crate::clock::{Periods, SharedClock, TokioClock};
 use crate::config_error::{ConfigError, Value, check, refuse};
 
 /// A retry budget shared by all calls through a layer (cheap to clone: an `Arc` inside).
@@ -266,8 +266,8 @@ const SLOTS: usize = 10;
 struct Inner {
     mode: BudgetMode,
     clock: SharedClock,
-    origin: Instant,
-    slot_nanos: u64,
+    /// The slots' numbers (epochs).
+    slots: Periods,
     /// Logical requests per slot, packed as (low 32 bits of the slot's epoch, count): a
     /// deposit is one atomic update, with no lock on the path of every call.
     requests: [AtomicU64; SLOTS],
@@ -291,9 +291,8 @@ impl Inner {
         };
         Inner {
             mode,
-            origin: clock.now(),
+            slots: Periods::new(clock.now(), slot_len),
             clock,
-            slot_nanos: saturating_nanos(slot_len).max(1),
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: Mutex::new([RetrySlot::default(); SLOTS]),
             tokens: AtomicU64::new(f64::to_bits(tokens)),
@@ -302,7 +301,7 @@ impl Inner {
 
     /// The slot number of `now` (1-based; 0 marks a slot never used).
     fn epoch(&self, now: Instant) -> u64 {
-        saturating_nanos(now.saturating_duration_since(self.origin)) / self.slot_nanos + 1
+        self.slots.number(now)
     }
 
     /// Logical requests deposited in the window that ends with slot `epoch`.

@@ -32,7 +32,7 @@ use opentelemetry::KeyValue;
 use otel_core::attributes;
 use parking_lot::Mutex;
 
-use crate::clock::{SharedClock, TokioClock, saturating_nanos};
+use crate::clock::{Periods, SharedClock, TokioClock};
 use crate::config_error::{ConfigError, Value, check, refuse};
 use crate::metrics::ResilienceMetrics;
 use crate::random::RandomSource;
@@ -124,7 +124,6 @@ pub struct CircuitBreaker {
     clock: SharedClock,
     rng: Arc<RandomSource>,
     metrics: Option<ResilienceMetrics>,
-    origin: Instant,
     fast_state: AtomicU8,
     mode: AtomicU8,
     generation: AtomicU64,
@@ -134,8 +133,8 @@ pub struct CircuitBreaker {
     /// The sliding window, one bucket per tenth (written under the lock, except the success
     /// fast path's `calls` increment).
     buckets: [Bucket; BUCKETS],
-    /// The window length of one bucket, in nanoseconds (at least 1).
-    bucket_nanos: u64,
+    /// The buckets' numbers (epochs): one tenth of the window each.
+    bucket_periods: Periods,
     inner: Mutex<Inner>,
     /// [`span_attributes`](Self::span_attributes) of a closed breaker with no failure.
     healthy_attributes: [KeyValue; 2],
@@ -335,13 +334,12 @@ impl CircuitBreakerBuilder {
             name: self.name,
             rng: self.rng.unwrap_or_default(),
             metrics: self.metrics,
-            origin,
             fast_state: AtomicU8::new(CLOSED),
             generation: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             buckets: Default::default(),
-            bucket_nanos: saturating_nanos(self.config.window / BUCKETS as u32).max(1),
+            bucket_periods: Periods::new(origin, self.config.window / BUCKETS as u32),
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 trips: 0,
@@ -410,7 +408,21 @@ impl CircuitBreaker {
     }
 
     /// Asks to make a call: a [`Permit`], or a [`CircuitOpen`] rejection (send nothing).
+    #[inline]
     pub fn admit(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+        // The healthy path, inlined: a closed breaker in normal mode admits with two loads.
+        if self.mode.load(Ordering::Relaxed) == mode_to_u8(BreakerMode::Normal)
+            && self.fast_state.load(Ordering::Acquire) == CLOSED
+        {
+            let started = self.slow_call_start();
+            return Ok(self.permit(self.generation.load(Ordering::Acquire), false, started));
+        }
+        self.admit_slow()
+    }
+
+    /// [`admit`](Self::admit) past its healthy path.
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
         match self.mode() {
             BreakerMode::Disabled => return Ok(Permit::untracked()),
             BreakerMode::ForcedOpen => {
@@ -481,19 +493,17 @@ impl CircuitBreaker {
         ]
     }
 
-    /// Runs `f` with [`span_attributes`](Self::span_attributes): on the healthy path (closed,
-    /// no failure in the window) a set built once with the breaker, so that a call builds
-    /// and drops no attribute.
-    pub(crate) fn with_span_attributes<R>(&self, f: impl FnOnce(&[KeyValue]) -> R) -> R {
-        if self.fast_state.load(Ordering::Acquire) == CLOSED
-            && self.failures.load(Ordering::Relaxed) == 0
-        {
-            f(&self.healthy_attributes)
-        } else {
-            f(&self.span_attributes())
-        }
+    /// [`span_attributes`](Self::span_attributes) on the healthy path (closed, no failure in
+    /// the window): a set built once with the breaker, so that a call builds and drops no
+    /// attribute. `None` otherwise.
+    #[inline]
+    pub(crate) fn healthy_span_attributes(&self) -> Option<&[KeyValue]> {
+        (self.fast_state.load(Ordering::Acquire) == CLOSED
+            && self.failures.load(Ordering::Relaxed) == 0)
+            .then_some(&self.healthy_attributes[..])
     }
 
+    #[inline]
     fn permit(self: &Arc<Self>, generation: u64, probe: bool, started: Option<Instant>) -> Permit {
         Permit {
             breaker: Some(self.clone()),
@@ -504,15 +514,30 @@ impl CircuitBreaker {
     }
 
     /// The admission time, when the slow-call rule needs it.
+    #[inline]
     fn slow_call_start(&self) -> Option<Instant> {
         self.config.slow_call.map(|_| self.clock.now())
     }
 
+    #[inline]
     fn record(&self, generation: u64, probe: bool, started: Option<Instant>, success: bool) {
         let now = self.clock.now();
         if success && self.record_success_fast(generation, probe, now) {
             return;
         }
+        self.record_slow(generation, probe, started, success, now);
+    }
+
+    /// [`record`](Self::record) past its healthy path: under the lock.
+    #[inline(never)]
+    fn record_slow(
+        &self,
+        generation: u64,
+        probe: bool,
+        started: Option<Instant>,
+        success: bool,
+        now: Instant,
+    ) {
         let slow = match (self.config.slow_call, started) {
             (Some((threshold, _)), Some(started)) => {
                 now.saturating_duration_since(started) >= threshold
@@ -563,10 +588,14 @@ impl CircuitBreaker {
 
 impl Permit {
     /// Reports the outcome of the call (`true` = success for the breaker).
+    #[inline(always)]
     pub fn record(mut self, success: bool) {
         if let Some(b) = self.breaker.take() {
             b.record(self.generation, self.probe, self.started, success);
         }
+        // Its drop would find nothing to release (the breaker is taken, the other fields own
+        // nothing): skipped, it costs a call on every success.
+        std::mem::forget(self);
     }
 
     /// Whether this call is a half-open probe.
@@ -585,6 +614,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if let Some(b) = self.breaker.take()
             && self.probe
@@ -720,12 +750,13 @@ struct Transition {
 
 impl CircuitBreaker {
     fn epoch(&self, now: Instant) -> u64 {
-        saturating_nanos(now.saturating_duration_since(self.origin)) / self.bucket_nanos + 1
+        self.bucket_periods.number(now)
     }
 
     /// The healthy path of [`record`](Self::record): a success in a closed breaker whose
     /// window holds no failure and whose current bucket is live cannot change the state, so
     /// it only counts the call (one atomic add, no lock). `false`: take the locked path.
+    #[inline]
     fn record_success_fast(&self, generation: u64, probe: bool, now: Instant) -> bool {
         if probe
             || self.config.slow_call.is_some()
@@ -925,7 +956,7 @@ fn u8_to_state(v: u8) -> BreakerState {
     }
 }
 
-fn mode_to_u8(mode: BreakerMode) -> u8 {
+const fn mode_to_u8(mode: BreakerMode) -> u8 {
     match mode {
         BreakerMode::Normal => 0,
         BreakerMode::ForcedOpen => 1,

@@ -31,7 +31,7 @@ use reqwest_middleware::{Middleware, Next, Result};
 use tracing::Instrument;
 
 use crate::breaker_layer::{
-    BreakerShared, defer_rejections, push_span_attributes, record_deferred_rejection, reject,
+    BreakerShared, DeferRejections, push_span_attributes, record_deferred_rejection, reject,
 };
 use crate::breaker_registry::CircuitBreakerRegistry;
 use crate::circuit_breaker::CircuitBreaker;
@@ -122,12 +122,12 @@ impl Middleware for RetryMiddleware {
                 *extensions = base.clone();
                 extensions.insert(ResendCount(call.attempts - 1));
             }
-            let attempt = DeferRejections {
+            let attempt = RejectionsDeferred {
                 inner: next.clone().run(current, extensions),
             };
             // The logical-call span exists once an attempt failed (see `RetryLayer`).
-            let result = match &call.span {
-                Some(span) => attempt.instrument(span.clone()).await,
+            let result = match call.span().cloned() {
+                Some(span) => attempt.instrument(span).await,
                 None => attempt.await,
             };
             let failure = match &result {
@@ -183,18 +183,19 @@ impl Middleware for RetryMiddleware {
 }
 
 /// One attempt through the rest of the chain, with the breakers below leaving their
-/// rejection spans to the retry middleware (see `breaker_layer::defer_rejections`).
+/// rejection spans to the retry middleware (see `breaker_layer::DeferRejections`).
 #[pin_project::pin_project]
-struct DeferRejections<F> {
+struct RejectionsDeferred<F> {
     #[pin]
     inner: F,
 }
 
-impl<F: Future> Future for DeferRejections<F> {
+impl<F: Future> Future for RejectionsDeferred<F> {
     type Output = F::Output;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let inner = self.project().inner;
-        defer_rejections(|| inner.poll(cx))
+        let _defer = DeferRejections::enter();
+        inner.poll(cx)
     }
 }
 
@@ -228,6 +229,7 @@ impl Middleware for CircuitBreakerMiddleware {
             Ok(resp) => self
                 .shared
                 .classifier
+                .get()
                 .is_success(resp.status(), resp.headers()),
             Err(_) => false,
         };

@@ -56,7 +56,7 @@ use tower::BoxError;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::breaker_layer::{defer_rejections, record_deferred_rejection};
+use crate::breaker_layer::{DeferRejections, record_deferred_rejection};
 use crate::budget::RetryBudget;
 use crate::clock::{SharedClock, TokioClock};
 use crate::config_error::ConfigError;
@@ -227,20 +227,22 @@ where
         let call = shared.start(req.method());
         let (parts, body) = req.into_parts();
         let limit = shared.policy.get_max_replay_body();
-        let state = match BufferBody::immediate(body, limit) {
-            Ok(buffered) => State::Ready {
-                first: Some(buffered),
-            },
-            Err(body) => State::Buffering {
-                buffer: BufferBody::new(body, limit),
-            },
+        let (state, replay) = match BufferBody::immediate(body, limit) {
+            Ok(Buffered::Replayable(bytes)) => (State::First { once: None }, Some(bytes)),
+            Ok(Buffered::Once(body)) => (State::First { once: Some(body) }, None),
+            Err(body) => (
+                State::Buffering {
+                    buffer: BufferBody::new(body, limit),
+                },
+                None,
+            ),
         };
         ResponseFuture {
             state,
             service,
             shared,
             parts: Some(parts),
-            replay: None,
+            replay,
             call,
         }
     }
@@ -259,6 +261,7 @@ where
     /// The request head, kept for the retries (`None` once given to an attempt that cannot
     /// be retried).
     parts: Option<http::request::Parts>,
+    /// The buffered body, when it can be sent again.
     replay: Option<Bytes>,
     call: LogicalCall,
 }
@@ -269,16 +272,17 @@ enum State<F, B> {
         #[pin]
         buffer: BufferBody<B>,
     },
-    /// Waiting for the service to be ready (before a retry; the first attempt is ready).
-    Ready { first: Option<Buffered<B>> },
+    /// The first attempt, to be sent (its service is ready): with the body `once` when it
+    /// cannot be replayed, else with the `replay` bytes.
+    First { once: Option<B> },
+    /// Waiting for the service to be ready before a retry.
+    Ready,
     Calling {
         #[pin]
         future: F,
     },
-    Sleeping {
-        #[pin]
-        sleep: tokio::time::Sleep,
-    },
+    /// Boxed: a `Sleep` is larger than the rest of the future, which every call moves.
+    Sleeping { sleep: Pin<Box<tokio::time::Sleep>> },
 }
 
 impl<S, B, RB> Future for ResponseFuture<S, B>
@@ -293,7 +297,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // The logical-call span exists once an attempt failed; retries run inside it.
-        let mut _entered = this.call.span.clone().map(tracing::Span::entered);
+        let mut _entered = this.call.span().cloned().map(tracing::Span::entered);
         loop {
             match this.state.as_mut().project() {
                 StateProj::Buffering { buffer } => {
@@ -306,68 +310,86 @@ where
                             return Poll::Ready(Err(e));
                         }
                     };
-                    this.state.set(State::Ready {
-                        first: Some(buffered),
-                    });
-                }
-                StateProj::Ready { first } => {
-                    let req = match first.take() {
-                        Some(buffered) => {
-                            // The first attempt: the service is already ready.
-                            let body = match buffered {
-                                Buffered::Replayable(bytes) => {
-                                    let body = B::from_bytes(bytes.clone());
-                                    *this.replay = Some(bytes);
-                                    body
-                                }
-                                Buffered::Once(body) => body,
-                            };
-                            let resendable =
-                                this.replay.is_some() && this.shared.policy.get_max_attempts() > 1;
-                            let parts = match &mut *this.parts {
-                                Some(parts) if resendable => parts.clone(),
-                                // Never resent: the head is not copied.
-                                parts => parts.take().expect("the first attempt has the parts"),
-                            };
-                            Request::from_parts(parts, body)
+                    match buffered {
+                        Buffered::Replayable(bytes) => {
+                            *this.replay = Some(bytes);
+                            this.state.set(State::First { once: None });
                         }
+                        Buffered::Once(body) => this.state.set(State::First { once: Some(body) }),
+                    }
+                }
+                StateProj::First { once } => {
+                    // The service is already ready.
+                    let (body, resendable) = match once.take() {
+                        Some(body) => (body, false),
                         None => {
-                            if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                                let e: BoxError = e.into();
-                                _entered = this.call.open_span(this.shared);
-                                this.call.finish_error(&Failure::from_error(&*e), false);
-                                return Poll::Ready(Err(e));
-                            }
-                            let Some(parts) = this.parts.as_ref() else {
-                                unreachable!("a retry keeps the parts")
-                            };
-                            let bytes = this.replay.clone().unwrap_or_default();
-                            let mut req = Request::from_parts(parts.clone(), B::from_bytes(bytes));
-                            req.extensions_mut().insert(ResendCount(this.call.attempts));
-                            req
+                            let bytes = replay_bytes(this.replay);
+                            (
+                                B::from_bytes(bytes),
+                                this.shared.policy.get_max_attempts() > 1,
+                            )
                         }
                     };
-                    this.call.attempts += 1;
-                    this.shared.count_attempt(this.call.attempts);
-                    let service = &mut *this.service;
-                    let future = defer_rejections(|| service.call(req));
+                    let (service, call, shared) =
+                        (&mut *this.service, &mut *this.call, &**this.shared);
+                    let future = match &mut *this.parts {
+                        Some(parts) if resendable => {
+                            send(service, call, shared, || copy_request(parts, body))
+                        }
+                        // Never resent: the head is not copied.
+                        parts => send(service, call, shared, || {
+                            let parts = parts.take().expect("the first attempt has the parts");
+                            Request::from_parts(parts, body)
+                        }),
+                    };
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Ready => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        let e: BoxError = e.into();
+                        _entered = this.call.open_span(this.shared);
+                        this.call.finish_error(&Failure::from_error(&*e), false);
+                        return Poll::Ready(Err(e));
+                    }
+                    let Some(parts) = this.parts.as_ref() else {
+                        unreachable!("a retry keeps the parts")
+                    };
+                    let bytes = replay_bytes(this.replay);
+                    let resend_count = ResendCount(this.call.attempts);
+                    let future = send(this.service, this.call, this.shared, || {
+                        let mut req = copy_request(parts, B::from_bytes(bytes));
+                        req.extensions_mut().insert(resend_count);
+                        req
+                    });
                     this.state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => {
-                    let result = ready!(defer_rejections(|| future.poll(cx)))
-                        .map_err(Into::<BoxError>::into);
-                    let failure = match &result {
-                        Ok(resp) => this.shared.policy.classify_response_with(
-                            resp.status(),
-                            resp.headers(),
-                            || this.shared.clock.system_now(),
-                        ),
-                        Err(e) => Some(Failure::from_error(&**e)),
+                    let polled = {
+                        let _defer = DeferRejections::enter();
+                        future.poll(cx)
                     };
-                    let Some(failure) = failure else {
-                        this.shared.record_success();
-                        this.call.finish_ok();
-                        return Poll::Ready(result);
+                    // Each arm builds its output from its own binding: on the healthy path the
+                    // response goes out as it came in, not moved through intermediate results.
+                    let (result, failure) = match polled {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(resp)) => {
+                            let classified = this.shared.policy.classify_response_with(
+                                resp.status(),
+                                resp.headers(),
+                                || this.shared.clock.system_now(),
+                            );
+                            let Some(failure) = classified else {
+                                this.shared.record_success();
+                                this.call.finish_ok();
+                                return Poll::Ready(Ok(resp));
+                            };
+                            (Ok(resp), failure)
+                        }
+                        Poll::Ready(Err(e)) => {
+                            let e: BoxError = e.into();
+                            let failure = Failure::from_error(&*e);
+                            (Err(e), failure)
+                        }
                     };
                     if _entered.is_none() {
                         _entered = this.call.open_span(this.shared);
@@ -377,12 +399,10 @@ where
                     }
                     let replayable = this.replay.is_some() && this.parts.is_some();
                     match this.shared.on_failure(this.call, &failure, replayable) {
-                        Some(delay) if delay.is_zero() => {
-                            this.state.set(State::Ready { first: None });
-                        }
+                        Some(delay) if delay.is_zero() => this.state.set(State::Ready),
                         Some(delay) => {
                             this.state.set(State::Sleeping {
-                                sleep: tokio::time::sleep(delay),
+                                sleep: Box::pin(tokio::time::sleep(delay)),
                             });
                         }
                         None => {
@@ -394,8 +414,8 @@ where
                     }
                 }
                 StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
-                    this.state.set(State::Ready { first: None });
+                    ready!(sleep.as_mut().poll(cx));
+                    this.state.set(State::Ready);
                 }
             }
         }
@@ -433,14 +453,23 @@ impl std::fmt::Debug for RetryShared {
 
 /// The state and span of one logical call.
 pub(crate) struct LogicalCall {
-    /// The `retry {method}` span, opened when an attempt first fails.
-    pub(crate) span: Option<tracing::Span>,
     method: Method,
     /// When the call started: read only for the policy's deadline, so taken only when one is
     /// set (otherwise when the first attempt failed).
     started: Option<Instant>,
     /// Attempts made so far.
     pub(crate) attempts: u32,
+    /// What only a call past its healthy path needs, boxed so that the healthy path (which
+    /// moves this struct with its future) carries one word: made when an attempt fails, or at
+    /// the start of a call made outside any span.
+    unhealthy: Option<Box<Unhealthy>>,
+}
+
+/// The part of a [`LogicalCall`] that a call whose first attempt succeeds never needs.
+#[derive(Default)]
+struct Unhealthy {
+    /// The `retry {method}` span, opened when an attempt first fails.
+    span: Option<tracing::Span>,
     /// The delay waited before the latest attempt.
     previous_delay: Duration,
     budget_exhausted: bool,
@@ -450,28 +479,24 @@ impl RetryShared {
     /// Counts the request in the budget and starts the call. Under a current span its own
     /// span waits for a failure; a call made outside any span opens it at once, so that its
     /// attempts share one trace (see the module docs).
+    #[inline]
     pub(crate) fn start(&self, method: &Method) -> LogicalCall {
         if let Some(b) = &self.budget {
             b.deposit();
         }
         let mut call = LogicalCall {
-            span: None,
             method: method.clone(),
             started: self.policy.get_deadline().map(|_| self.clock.now()),
             attempts: 0,
-            previous_delay: Duration::ZERO,
-            budget_exhausted: false,
+            unhealthy: None,
         };
         if !has_current_span() {
-            let span = call.new_span(self);
-            // No subscriber wants it: nothing to record, on the healthy path or later.
-            if !span.is_disabled() {
-                call.span = Some(span);
-            }
+            call.open_root_span(self);
         }
         call
     }
 
+    #[inline]
     pub(crate) fn count_attempt(&self, attempt: u32) {
         let prebuilt = usize::try_from(attempt)
             .ok()
@@ -483,6 +508,7 @@ impl RetryShared {
         }
     }
 
+    #[inline]
     pub(crate) fn record_success(&self) {
         if let Some(b) = &self.budget {
             b.record_attempt(true);
@@ -507,7 +533,10 @@ impl RetryShared {
         let state = RetryState {
             started: *call.started.get_or_insert(now),
             attempts: call.attempts,
-            previous_delay: call.previous_delay,
+            previous_delay: call
+                .unhealthy
+                .as_ref()
+                .map_or(Duration::ZERO, |u| u.previous_delay),
         };
         let mut decision = self
             .rng
@@ -523,7 +552,7 @@ impl RetryShared {
         }
         match decision {
             Decision::Retry { delay, source } => {
-                call.previous_delay = delay;
+                call.unhealthy().previous_delay = delay;
                 emit_retry_event(call.attempts + 1, delay, failure, source);
                 Some(delay)
             }
@@ -550,6 +579,27 @@ impl RetryShared {
 }
 
 impl LogicalCall {
+    /// The span of a call made outside any span, opened at once (see
+    /// [`RetryShared::start`]); kept only if a subscriber wants it.
+    #[cold]
+    #[inline(never)]
+    fn open_root_span(&mut self, shared: &RetryShared) {
+        let span = self.new_span(shared);
+        // No subscriber wants it: nothing to record, on the healthy path or later.
+        if !span.is_disabled() {
+            self.unhealthy().span = Some(span);
+        }
+    }
+
+    /// The `retry {method}` span, once opened.
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        self.unhealthy.as_ref().and_then(|u| u.span.as_ref())
+    }
+
+    fn unhealthy(&mut self) -> &mut Unhealthy {
+        self.unhealthy.get_or_insert_with(Box::default)
+    }
+
     /// Opens the `retry {method}` span (once), under the current span, and returns it
     /// entered.
     pub(crate) fn open_span(&mut self, shared: &RetryShared) -> Option<tracing::span::EnteredSpan> {
@@ -558,10 +608,11 @@ impl LogicalCall {
 
     /// The `retry {method}` span, opened under the current span if it is not open yet.
     fn ensure_span(&mut self, shared: &RetryShared) -> &tracing::Span {
-        if self.span.is_none() {
-            self.span = Some(self.new_span(shared));
+        if self.span().is_none() {
+            let span = self.new_span(shared);
+            self.unhealthy().span = Some(span);
         }
-        self.span.as_ref().expect("just opened")
+        self.span().expect("just opened")
     }
 
     /// A new `retry {method}` span under the current span.
@@ -582,17 +633,18 @@ impl LogicalCall {
         span
     }
 
+    #[inline]
     pub(crate) fn finish_ok(&self) {
         // Without a span the first attempt succeeded: its client span tells it all.
-        if let Some(span) = &self.span {
+        if let Some(span) = self.span() {
             span.record(attributes::RETRY_ATTEMPTS, i64::from(self.attempts));
             span.record(attributes::RETRY_BUDGET_EXHAUSTED, false);
         }
     }
 
     pub(crate) fn finish_error(&mut self, failure: &Failure, budget_exhausted: bool) {
-        self.budget_exhausted = budget_exhausted;
-        let Some(span) = &self.span else { return };
+        self.unhealthy().budget_exhausted = budget_exhausted;
+        let Some(span) = self.span() else { return };
         span.record(attributes::RETRY_ATTEMPTS, i64::from(self.attempts));
         span.record(attributes::RETRY_BUDGET_EXHAUSTED, budget_exhausted);
         let error_type = if budget_exhausted {
@@ -605,14 +657,13 @@ impl LogicalCall {
     }
 
     /// Whether the budget stopped the call.
-    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     pub(crate) fn budget_exhausted(&self) -> bool {
-        self.budget_exhausted
+        self.unhealthy.as_ref().is_some_and(|u| u.budget_exhausted)
     }
 
     /// Wraps the last error in [`RetryBudgetExhausted`] when the budget stopped the call.
     pub(crate) fn wrap_error(&self, e: BoxError) -> BoxError {
-        if self.budget_exhausted {
+        if self.budget_exhausted() {
             Box::new(RetryBudgetExhausted {
                 attempts: self.attempts,
                 source: e,
@@ -624,6 +675,48 @@ impl LogicalCall {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
+
+/// Sends the next attempt (its service is ready), built by `request`, and counts it. The
+/// request is built as the argument of the call, so that it is not moved on the way.
+#[inline(always)]
+fn send<S: Service<Request<B>>, B>(
+    service: &mut S,
+    call: &mut LogicalCall,
+    shared: &RetryShared,
+    request: impl FnOnce() -> Request<B>,
+) -> S::Future {
+    call.attempts += 1;
+    shared.count_attempt(call.attempts);
+    let _defer = DeferRejections::enter();
+    service.call(request())
+}
+
+/// The bytes to send again: an empty body (the usual one, a GET) is not cloned.
+#[inline]
+fn replay_bytes(replay: &Option<Bytes>) -> Bytes {
+    match replay {
+        Some(bytes) if !bytes.is_empty() => bytes.clone(),
+        _ => Bytes::new(),
+    }
+}
+
+/// A request with a copy of the head `parts` and `body`, built in place: the head is not
+/// copied twice, and an empty header map or extension set is not cloned (an empty one is
+/// what a new request has).
+#[inline(always)]
+fn copy_request<B>(parts: &http::request::Parts, body: B) -> Request<B> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    if !parts.headers.is_empty() {
+        *req.headers_mut() = parts.headers.clone();
+    }
+    if !parts.extensions.is_empty() {
+        *req.extensions_mut() = parts.extensions.clone();
+    }
+    req
+}
 
 fn emit_retry_event(attempt: u32, delay: Duration, failure: &Failure, source: DelaySource) {
     tracing::event!(
@@ -659,6 +752,7 @@ pub(crate) fn span_name(method: &Method) -> &'static str {
 /// Whether a span is current, to which the first attempt's client span and a retry span
 /// opened later would both belong: a valid current OpenTelemetry span context (the bridge
 /// makes an entered `tracing` span's context current). A few loads, no allocation.
+#[inline]
 fn has_current_span() -> bool {
     opentelemetry::Context::map_current(|cx| cx.span().span_context().is_valid())
 }

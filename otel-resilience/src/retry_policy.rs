@@ -310,7 +310,23 @@ impl RetryPolicy {
     /// [`classify_response`](Self::classify_response) reading the wall clock only when an
     /// HTTP-date `Retry-After` needs it (never on a success: the healthy path reads no clock
     /// here).
+    #[inline]
     pub(crate) fn classify_response_with(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Option<Failure> {
+        // The healthy path, inlined: a plain HTTP response below 400.
+        if status.as_u16() < 400 && !is_grpc(headers) {
+            return None;
+        }
+        self.classify_failed_response(status, headers, now)
+    }
+
+    /// [`classify_response_with`](Self::classify_response_with) past its healthy path.
+    #[inline(never)]
+    fn classify_failed_response(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
@@ -509,6 +525,7 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 /// `application/grpc+{subtype}` (the gRPC over HTTP/2 protocol requires it, trailers-only
 /// responses included). A plain HTTP response is classified by its status, whatever headers
 /// it carries; the check costs nothing on a response without headers.
+#[inline]
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     // `HeaderMap::get` hashes the name before it looks at the map.
     !headers.is_empty()
