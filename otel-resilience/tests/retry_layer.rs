@@ -536,3 +536,91 @@ async fn every_attempt_is_counted_by_its_number_past_the_prebuilt_attribute_sets
     let expected: Vec<(String, u64)> = (1..=12).map(|n| (n.to_string(), 1)).collect();
     assert_eq!(points, expected);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_carries_the_head_and_body_of_the_request() {
+    // The first attempt's request is rebuilt from the kept head (headers and extensions
+    // copied only when there are any): every attempt sees the same method, URI, version,
+    // headers, extensions and body, a retry with its `ResendCount` on top.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tenant(&'static str);
+    type Head = (
+        Method,
+        String,
+        http::Version,
+        Vec<(String, String)>,
+        Option<Tenant>,
+        Option<u32>,
+        Bytes,
+    );
+    fn head(req: &Request<Full<Bytes>>) -> Head {
+        use http_body_util::BodyExt;
+        let body = futures_util::FutureExt::now_or_never(req.body().clone().collect())
+            .expect("a full body is ready")
+            .unwrap()
+            .to_bytes();
+        (
+            req.method().clone(),
+            req.uri().to_string(),
+            req.version(),
+            req.headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                .collect(),
+            req.extensions().get::<Tenant>().cloned(),
+            req.extensions().get::<ResendCount>().map(|r| r.0),
+            body,
+        )
+    }
+    let mut dressed = request(Method::PUT, "http://inventory/items/7?dry=1");
+    *dressed.version_mut() = http::Version::HTTP_2;
+    dressed
+        .headers_mut()
+        .insert("x-request-id", "req-7".parse().unwrap());
+    dressed
+        .headers_mut()
+        .append("accept", "application/json".parse().unwrap());
+    dressed.extensions_mut().insert(Tenant("acme"));
+    let bare = Request::get("http://inventory/items")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    for (req, expected_first) in [
+        (
+            dressed,
+            (
+                Method::PUT,
+                "http://inventory/items/7?dry=1".to_owned(),
+                http::Version::HTTP_2,
+                vec![
+                    ("x-request-id".to_owned(), "req-7".to_owned()),
+                    ("accept".to_owned(), "application/json".to_owned()),
+                ],
+                Some(Tenant("acme")),
+                None,
+                Bytes::from_static(b"payload"),
+            ),
+        ),
+        (
+            bare,
+            (
+                Method::GET,
+                "http://inventory/items".to_owned(),
+                http::Version::HTTP_11,
+                vec![],
+                None,
+                None,
+                Bytes::new(),
+            ),
+        ),
+    ] {
+        let (seen, inner) = recording_stub(scripted(vec![Ok(503), Ok(200)]), head);
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::builder().seed(3).no_budget().build())
+            .service(inner);
+        assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
+        let seen = seen.lock().unwrap().clone();
+        let mut expected_retry = expected_first.clone();
+        expected_retry.5 = Some(1);
+        assert_eq!(seen, vec![expected_first, expected_retry]);
+    }
+}
