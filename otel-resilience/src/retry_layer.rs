@@ -496,7 +496,7 @@ impl RetryShared {
         call
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count_attempt(&self, attempt: u32) {
         let prebuilt = usize::try_from(attempt)
             .ok()
