@@ -4,7 +4,7 @@
 //! 127.0.0.1 from a current-thread tokio runtime (the scripts pin the process to one core).
 //! `bare` has no telemetry at all; `unsampled` and `sampled` install the toolkit
 //! (`otel_core::Telemetry`, OTLP/HTTP to the endpoint, default `http://127.0.0.1:4318`) and
-//! `otel_http::HttpServerLayer`, with the sampler always off or always on. Every second the
+//! `otel_http::AxumServerLayer`, with the sampler always off or always on. Every second the
 //! instrumented modes print `dropped_spans=<n>` on stderr (the export queue's drop count).
 
 use std::time::Duration;
@@ -54,7 +54,7 @@ fn main() {
 
     let app = otel_benches::router();
     let app = if guard.is_some() {
-        app.layer(otel_http::HttpServerLayer::new())
+        app.layer(otel_http::AxumServerLayer::new())
     } else {
         app
     };
