@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body_util::Full;
 use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::SpanAttributes;
@@ -18,8 +18,8 @@ use otel_resilience::{
     BreakerState, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry, CircuitOpen,
     RetryLayer,
 };
-use support::{attr, recording_stub, request, serve, status, taken_attributes};
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use support::{StubService, attr, recording_stub, request, serve, status, taken_attributes};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 #[tokio::test(start_paused = true)]
 async fn dead_dependency_is_answered_in_under_a_millisecond_once_open() {
@@ -69,15 +69,7 @@ async fn dead_dependency_is_answered_in_under_a_millisecond_once_open() {
 
 type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
-fn failing_stub() -> (
-    Seen,
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::io::Error,
-        Future = impl Send,
-    > + Clone,
-) {
+fn failing_stub() -> (Seen, impl StubService) {
     recording_stub(|_| Ok(503), taken_attributes)
 }
 
@@ -295,15 +287,7 @@ async fn breakers_are_per_authority() {
 
 /// A stub downstream answering by authority (`ok.test` 200, `down.test` 503, any other
 /// 200), recording what a client layer would put on each call's span.
-fn stub_by_authority() -> (
-    Seen,
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::io::Error,
-        Future = impl Send,
-    > + Clone,
-) {
+fn stub_by_authority() -> (Seen, impl StubService) {
     recording_stub(
         |req| {
             Ok(if req.uri().host() == Some("down.test") {

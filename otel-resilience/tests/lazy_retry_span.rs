@@ -16,7 +16,9 @@ use otel_core::testing::TestTelemetry;
 use otel_resilience::{
     BreakerMode, CircuitBreakerLayer, CircuitBreakerRegistry, CircuitOpen, RetryLayer,
 };
-use support::{attr, event_attr, recording_stub, request, scripted, status, taken_attributes};
+use support::{
+    StubService, attr, event_attr, recording_stub, request, scripted, status, taken_attributes,
+};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
 
@@ -25,17 +27,7 @@ type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
 /// A stub client that answers from `script` and, like a tracing client layer, opens an
 /// `attempt` span and takes the attributes meant for it.
-fn stub(
-    script: Vec<u16>,
-) -> (
-    Seen,
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::io::Error,
-        Future = impl Send,
-    > + Clone,
-) {
+fn stub(script: Vec<u16>) -> (Seen, impl StubService) {
     recording_stub(
         scripted(script.into_iter().map(Ok).collect()),
         taken_attributes,

@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body_util::Full;
 use opentelemetry::trace::{SpanKind, Status};
 use otel_core::extensions::{ResendCount, SpanAttributes};
 use otel_core::testing::TestTelemetry;
 use otel_resilience::{RetryBudget, RetryBudgetExhausted, RetryLayer, RetryPolicy};
-use support::{attr, event_attr, recording_stub, request, scripted, serve, status, sum_counter};
+use support::{
+    StubService, attr, event_attr, recording_stub, request, scripted, serve, status, sum_counter,
+};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Per attempt: `ResendCount`, number of `SpanAttributes`, virtual time of the call.
@@ -21,17 +23,7 @@ type Seen = Arc<Mutex<Vec<(Option<u32>, Option<usize>, tokio::time::Instant)>>>;
 
 /// A stub client: answers from `script` in order, records the `ResendCount` and the
 /// `SpanAttributes` it was given, and opens an `attempt` span like a tracing client layer.
-fn stub(
-    script: Vec<Result<u16, std::io::ErrorKind>>,
-) -> (
-    Seen,
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::io::Error,
-        Future = impl Send,
-    > + Clone,
-) {
+fn stub(script: Vec<Result<u16, std::io::ErrorKind>>) -> (Seen, impl StubService) {
     recording_stub(scripted(script), |req| {
         (
             req.extensions().get::<ResendCount>().map(|r| r.0),

@@ -153,24 +153,39 @@ pub fn sum_counter(
 /// The requests a [`recording_stub`] saw, as its `record` closure described them, in order.
 pub type Recorded<T> = Arc<Mutex<Vec<T>>>;
 
-/// A stub client under the layers being tested: for each request, inside an `attempt` span
-/// (as a tracing client layer would open), keeps what `record` makes of it, then answers with
-/// `answer`'s status code or fails with its transport error.
-// The `impl Service` in the returned pair is what makes the type "complex"; naming it would
-// need a boxed service, which the layers under test should not see.
-#[allow(clippy::type_complexity)]
-pub fn recording_stub<T: Send + 'static>(
-    answer: impl Fn(&Request<Full<Bytes>>) -> Result<u16, std::io::ErrorKind> + Clone + Send + 'static,
-    record: impl Fn(&Request<Full<Bytes>>) -> T + Clone + Send + 'static,
-) -> (
-    Recorded<T>,
-    impl tower::Service<
+/// The type of a stub downstream ([`recording_stub`]), named once for every test that hands one
+/// on (a boxed service would hide the concrete type from the layers under test).
+pub trait StubService:
+    tower::Service<
         Request<Full<Bytes>>,
         Response = Response<Full<Bytes>>,
         Error = std::io::Error,
-        Future = impl Send,
-    > + Clone,
-) {
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> StubService for S where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<Full<Bytes>>,
+            Error = std::io::Error,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A stub client under the layers being tested: for each request, inside an `attempt` span
+/// (as a tracing client layer would open), keeps what `record` makes of it, then answers with
+/// `answer`'s status code or fails with its transport error.
+pub fn recording_stub<T: Send + 'static>(
+    answer: impl Fn(&Request<Full<Bytes>>) -> Result<u16, std::io::ErrorKind> + Clone + Send + 'static,
+    record: impl Fn(&Request<Full<Bytes>>) -> T + Clone + Send + 'static,
+) -> (Recorded<T>, impl StubService) {
     let recorded: Recorded<T> = Arc::default();
     let r = recorded.clone();
     let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
