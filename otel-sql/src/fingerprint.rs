@@ -470,53 +470,52 @@ pub(crate) fn finalize(mut h: u64) -> u64 {
 }
 
 /// What the previous token was: it decides the space before the next one, whether `(`
-/// glues to a function name, and whether a group is a VALUES row.
+/// glues to a function name, whether a group is a VALUES row, and whether the statement has
+/// begun.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tok {
-    /// Nothing written yet.
-    Start,
     /// An SQL keyword (emitted upper case).
     Keyword,
     /// An identifier or quoted identifier.
     Ident,
     /// `?`: a literal or a placeholder.
     Value,
-    /// `(`
-    Open,
     /// `)`
     Close,
     /// `,`
     Comma,
-    /// `.` or `::`, glued on both sides.
-    Glue,
     /// `;`
     Semi,
     /// Any run of operator characters.
     Op,
+    // The kinds no space follows come last: `spaced` is one comparison.
+    /// Nothing written yet.
+    Start,
+    /// `(`
+    Open,
+    /// `.` or `::`, glued on both sides.
+    Glue,
 }
 
 impl Tok {
     /// Whether a token that takes a space before it gets one after this one.
     #[inline(always)]
     fn spaced(self) -> bool {
-        !matches!(self, Tok::Start | Tok::Open | Tok::Glue)
+        (self as u8) < (Tok::Start as u8)
     }
-}
 
-/// An open parenthesis group, for collapsing all-`?` lists and repeated VALUES rows.
-#[derive(Clone, Copy, Default)]
-struct Group {
-    /// Byte offset of the `(` in the output.
-    start: usize,
-    /// [`Hot::tokens`] when the group opened: the group is empty when no token followed,
-    /// and holds only `?` and `,` when [`Hot::last_non_value`] has not moved since.
-    open_tokens: usize,
-    /// The group directly follows `VALUES` (or a previous row of it).
-    values_row: bool,
+    /// Whether no token of the current statement came before (every token sets
+    /// [`Hot::last`], and `;` ends a statement).
+    #[inline(always)]
+    fn starts_statement(self) -> bool {
+        matches!(self, Tok::Start | Tok::Semi)
+    }
 }
 
 /// Groups tracked for list folding; deeper ones are written out as they are.
 const MAX_GROUPS: usize = 16;
+// one bit per group in `Lexer::values_rows`
+const _: () = assert!(MAX_GROUPS <= u16::BITS as usize);
 
 /// `Hot::values_depth` when no `VALUES` is pending.
 const NO_VALUES: usize = usize::MAX;
@@ -550,9 +549,8 @@ impl Statement {
     };
 }
 
-/// The state of one pass that is *not* touched on every token (the output, the groups, the
-/// statement and summary bookkeeping). The per-token state is [`Hot`], a local of
-/// [`Lexer::run`].
+/// The state of one pass, except the position and the output run (see [`Hot`]): the output,
+/// the previous token, the groups, and the statement and summary bookkeeping.
 struct Lexer<'a> {
     src: &'a [u8],
     text: &'a str,
@@ -561,9 +559,30 @@ struct Lexer<'a> {
     /// bytes rather than a `String` so that echoing a token needs no char-boundary checks.
     /// The last part of the output is not in it yet: see [`Hot::run_start`].
     out: Vec<u8>,
-    groups: [Group; MAX_GROUPS],
+    /// Per open group (up to [`MAX_GROUPS`]): the byte offset of its `(` in the output.
+    group_starts: [usize; MAX_GROUPS],
+    /// Per open group, a bit: it directly follows `VALUES` (or a previous row of it).
+    values_rows: u16,
+    /// The previous token.
+    last: Tok,
+    /// Open parentheses.
+    depth: usize,
     /// Output offset of the previous row of the VALUES chain, and where it ends.
     prev_row: Option<(usize, usize)>,
+    /// The depth at which `VALUES` was seen (rows that follow may collapse), [`NO_VALUES`]
+    /// for none.
+    values_depth: usize,
+    /// `values_depth == depth`: tested on every token (a branch that is nearly never taken,
+    /// rather than a comparison and a conditional store).
+    values_here: bool,
+    /// The next identifier names a table (it follows `FROM`, `JOIN`, `INTO`, ...).
+    expect_table: bool,
+    /// The last identifier named a table (`INSERT INTO t (a)` keeps its space).
+    after_table: bool,
+    /// Only `?` and `,` since the innermost group opened (it collapses to `(?)` when it
+    /// closes with something in it). A group with a group in it never collapses, so nothing
+    /// needs saving when one opens.
+    all_values: bool,
     literals: Option<u64>,
     has_placeholders: bool,
     current: Statement,
@@ -629,15 +648,17 @@ impl<'a> SummaryBuf<'a> {
     }
 }
 
-/// The lexer state read or written on every token. [`Lexer::run`] keeps it in a local and
-/// its methods are inlined into the loop, so it lives in registers; the out-of-line paths
-/// (tables, groups, statements) get plain values. A `&mut` to it passed to a call that is
-/// not inlined would pin all of it to memory for the whole loop: measured, that was the
-/// largest single cost of the lexer when this state was in [`Lexer`].
+/// The lexer state every byte and every token touches: the text, the position and the
+/// output run. [`Lexer::run`] keeps it in a local and its methods are inlined into the loop,
+/// so it lives in registers (a `&mut` to it passed to a call that is not inlined would pin
+/// it to memory for the whole loop; the out-of-line paths get plain values). The rest of the
+/// per-token state is in [`Lexer`], behind one pointer: on x86 a field there costs no more
+/// instructions than a register (memory operands), and with fewer values to keep in
+/// registers the loop spills and shuffles less (measured with callgrind: 4,177 instructions
+/// per 100-byte query with all of it here, 3,958 with only this).
 struct Hot<'a> {
     src: &'a [u8],
     pos: usize,
-    last: Tok,
     /// `src[run_start..run_end]` is the output written since `out` was last brought up to
     /// date (empty when they are equal). Most of a query is in its canonical form already, so
     /// most tokens extend the run instead of being copied one by one: the run is copied in
@@ -645,20 +666,6 @@ struct Hot<'a> {
     /// an upper-cased keyword, a space that is not there).
     run_start: usize,
     run_end: usize,
-    /// Open parentheses.
-    depth: usize,
-    /// The depth at which `VALUES` was seen (rows that follow may collapse), [`NO_VALUES`]
-    /// for none.
-    values_depth: usize,
-    expect_table: bool,
-    /// The last identifier named a table (`INSERT INTO t (a)` keeps its space).
-    after_table: bool,
-    /// Tokens so far (the closing `)` of a group counts too).
-    tokens: usize,
-    /// `tokens` after the last token that was not `?` or `,`.
-    last_non_value: usize,
-    /// `tokens` when the current statement began.
-    statement_start: usize,
 }
 
 impl Hot<'_> {
@@ -670,22 +677,22 @@ impl Hot<'_> {
     /// The bookkeeping of one token of kind `tok` about to be written; whether a space goes
     /// before it. Inlined: callers pass a constant kind, which folds most of the branches.
     #[inline(always)]
-    fn token(&mut self, tok: Tok) -> bool {
+    fn token(&mut self, lx: &mut Lexer, tok: Tok) -> bool {
         let space = match tok {
             Tok::Close | Tok::Comma | Tok::Glue | Tok::Semi => false,
-            _ => self.last.spaced(),
+            _ => lx.last.spaced(),
         };
-        self.tokens += 1;
         if !matches!(tok, Tok::Value | Tok::Comma) {
-            self.last_non_value = self.tokens;
+            lx.all_values = false;
         }
-        if !matches!(tok, Tok::Keyword | Tok::Comma) && self.values_depth == self.depth {
-            self.values_depth = NO_VALUES;
+        if !matches!(tok, Tok::Keyword | Tok::Comma) && lx.values_here {
+            lx.values_here = false;
+            lx.values_depth = NO_VALUES;
         }
         if tok != Tok::Ident && tok != Tok::Keyword {
-            self.expect_table = self.expect_table && tok == Tok::Glue;
+            lx.expect_table = lx.expect_table && tok == Tok::Glue;
         }
-        self.last = tok;
+        lx.last = tok;
         space
     }
 
@@ -745,7 +752,7 @@ impl Hot<'_> {
     #[inline(always)]
     fn literal(&mut self, lx: &mut Lexer, start: usize, end: usize) {
         lx.fold_literal(start, end);
-        let space = self.token(Tok::Value);
+        let space = self.token(lx, Tok::Value);
         self.emit_question_mark(lx, end, space);
         self.pos = end;
     }
@@ -754,7 +761,7 @@ impl Hot<'_> {
     #[inline(always)]
     fn placeholder(&mut self, lx: &mut Lexer, end: usize) {
         lx.has_placeholders = true;
-        let space = self.token(Tok::Value);
+        let space = self.token(lx, Tok::Value);
         self.emit_question_mark(lx, end, space);
         self.pos = end;
     }
@@ -762,7 +769,7 @@ impl Hot<'_> {
     /// A token written as it is in the input (`,`, `.`, `::`, `?`, an operator).
     #[inline(always)]
     fn punct(&mut self, lx: &mut Lexer, start: usize, end: usize, tok: Tok) {
-        let space = self.token(tok);
+        let space = self.token(lx, tok);
         self.emit_src(lx, start, end, space);
         self.pos = end;
     }
@@ -771,14 +778,14 @@ impl Hot<'_> {
     #[inline(always)]
     fn ident(&mut self, lx: &mut Lexer, start: usize, end: usize) {
         lx.current.has_ident = true;
-        if self.last != Tok::Glue {
-            self.after_table = self.expect_table;
+        if lx.last != Tok::Glue {
+            lx.after_table = lx.expect_table;
         }
-        if self.expect_table {
+        if lx.expect_table {
             lx.note_table(start, end);
-            self.expect_table = false;
+            lx.expect_table = false;
         }
-        let space = self.token(Tok::Ident);
+        let space = self.token(lx, Tok::Ident);
         self.emit_src(lx, start, end, space);
         self.pos = end;
     }
@@ -787,11 +794,10 @@ impl Hot<'_> {
     /// string literal (`E'..'`), `TRUE`/`FALSE`, or an identifier.
     #[inline(always)]
     fn word(&mut self, lx: &mut Lexer, start: usize) {
-        let (end, window) = match self.src.get(start..start + 16) {
+        let (end, window) = match self.src.get(start..).and_then(<[u8]>::first_chunk::<16>) {
             // The 16 bytes from the word's start, scanned without bounds checks (the loop is
             // unrolled) and looked up as a keyword as they are: most words are short.
             Some(window) => {
-                let window: &[u8; 16] = window.try_into().unwrap_or(&[0; 16]);
                 let mut len = 1;
                 while len < 16 && is_ident_char(window[len]) {
                     len += 1;
@@ -802,7 +808,7 @@ impl Hot<'_> {
                     (ident_end(self.src, start + 16), None)
                 }
             }
-            None => (ident_end(self.src, start + 1), None),
+            None => word_near_the_end(self.src, start),
         };
         let len = end - start;
         if len == 1 {
@@ -825,7 +831,7 @@ impl Hot<'_> {
             if flags & KW_NULL == 0 {
                 self.note_keyword(lx, i, flags);
             }
-            let space = self.token(Tok::Keyword);
+            let space = self.token(lx, Tok::Keyword);
             if upper {
                 self.emit_src(lx, start, end, space);
             } else {
@@ -848,26 +854,28 @@ impl Hot<'_> {
     #[inline(always)]
     fn note_keyword(&mut self, lx: &mut Lexer, i: usize, flags: u16) {
         let st = &mut lx.current;
-        if self.tokens == self.statement_start {
+        if lx.last.starts_statement() {
             st.first_keyword = i as KeywordIndex;
         }
         let mut became_operation = false;
-        if flags & KW_OPERATION != 0 && self.depth == 0 && st.operation == NO_KEYWORD {
+        if flags & KW_OPERATION != 0 && lx.depth == 0 && st.operation == NO_KEYWORD {
             st.operation = i as KeywordIndex;
             became_operation = true;
         }
         // `UPDATE` names a table only as the statement's operation, not in
         // `ON DUPLICATE KEY UPDATE col = ..` or `FOR UPDATE`.
         if flags & KW_TABLE_INTRO != 0 && (flags & KW_OPERATION == 0 || became_operation) {
-            self.expect_table = true;
-        } else if !(self.expect_table && flags & KW_TABLE_SKIP != 0) {
-            self.expect_table = false;
+            lx.expect_table = true;
+        } else if !(lx.expect_table && flags & KW_TABLE_SKIP != 0) {
+            lx.expect_table = false;
         }
         if flags & KW_VALUES != 0 {
-            self.values_depth = self.depth;
+            lx.values_depth = lx.depth;
+            lx.values_here = true;
             lx.prev_row = None;
-        } else if self.values_depth == self.depth {
-            self.values_depth = NO_VALUES;
+        } else if lx.values_here {
+            lx.values_here = false;
+            lx.values_depth = NO_VALUES;
         }
     }
 
@@ -880,7 +888,7 @@ impl Hot<'_> {
         if matches!(c, b'-' | b'+')
             && (self.peek(start + 1).is_ascii_digit()
                 || (self.peek(start + 1) == b'.' && self.peek(start + 2).is_ascii_digit()))
-            && !matches!(self.last, Tok::Value | Tok::Ident | Tok::Close)
+            && !matches!(lx.last, Tok::Value | Tok::Ident | Tok::Close)
         {
             let mut p = start + 1;
             if self.peek(p) == b'.' {
@@ -907,13 +915,9 @@ impl Hot<'_> {
 
     #[inline(always)]
     fn open(&mut self, lx: &mut Lexer) {
-        let values_row =
-            self.values_depth == self.depth && matches!(self.last, Tok::Keyword | Tok::Comma);
-        let glue = self.last == Tok::Ident && !self.after_table;
-        let space = !glue && self.last.spaced();
-        // a token of the enclosing group that is not a value
-        self.tokens += 1;
-        self.last_non_value = self.tokens;
+        let values_row = lx.values_here && matches!(lx.last, Tok::Keyword | Tok::Comma);
+        let glue = lx.last == Tok::Ident && !lx.after_table;
+        let space = !glue && lx.last.spaced();
         self.flush(lx);
         if space {
             lx.out.push(b' ');
@@ -923,57 +927,84 @@ impl Hot<'_> {
         self.pos += 1;
         self.run_start = self.pos;
         self.run_end = self.pos;
-        self.last = Tok::Open;
-        if let Some(g) = lx.groups.get_mut(self.depth) {
-            *g = Group {
-                start,
-                open_tokens: self.tokens,
-                values_row,
+        lx.last = Tok::Open;
+        if let Some(g) = lx.group_starts.get_mut(lx.depth) {
+            *g = start;
+            let bit = 1 << lx.depth;
+            lx.values_rows = if values_row {
+                lx.values_rows | bit
+            } else {
+                lx.values_rows & !bit
             };
         }
-        self.depth += 1;
-        self.expect_table = false;
+        lx.depth += 1;
+        // `VALUES` is never deeper than the current depth
+        lx.values_here = false;
+        lx.expect_table = false;
+        lx.all_values = true;
     }
 
     #[inline(always)]
     fn close(&mut self, lx: &mut Lexer) {
         let start = self.pos;
-        if self.depth == 0 {
+        if lx.depth == 0 {
             self.punct(lx, start, start + 1, Tok::Close);
             return;
         }
-        self.depth -= 1;
+        lx.depth -= 1;
+        // Something in it (`(` was not the last token), and only values.
+        let collapse = lx.all_values && lx.last != Tok::Open;
+        // The enclosing group now holds a group: not a list of values.
+        lx.all_values = false;
         self.flush(lx);
         lx.out.push(b')');
         self.pos += 1;
         self.run_start = self.pos;
         self.run_end = self.pos;
-        self.last = Tok::Close;
-        if self.values_depth > self.depth {
-            self.values_depth = NO_VALUES;
+        lx.last = Tok::Close;
+        if lx.values_depth > lx.depth {
+            lx.values_depth = NO_VALUES;
         }
-        let (inside, last_non_value) = (self.tokens, self.last_non_value);
-        // a token of the enclosing group that is not a value
-        self.tokens += 1;
-        self.last_non_value = self.tokens;
-        if self.depth < MAX_GROUPS {
-            lx.close_group(self.depth, inside, last_non_value);
+        lx.values_here = lx.values_depth == lx.depth;
+        if lx.depth < MAX_GROUPS {
+            lx.close_group(lx.depth, collapse);
         }
     }
 
     #[inline(always)]
     fn semicolon(&mut self, lx: &mut Lexer) {
         let start = self.pos;
-        let empty = self.tokens == self.statement_start;
+        let empty = lx.last.starts_statement();
         self.punct(lx, start, start + 1, Tok::Semi);
         lx.fold_statement(empty);
         lx.current = Statement::EMPTY;
         lx.prev_row = None;
-        self.depth = 0;
-        self.values_depth = NO_VALUES;
-        self.expect_table = false;
-        self.statement_start = self.tokens;
+        lx.depth = 0;
+        lx.values_depth = NO_VALUES;
+        lx.values_here = false;
+        lx.expect_table = false;
     }
+}
+
+/// [`Hot::word`] for a word that does not have 16 bytes after its start: where it ends, and
+/// the text's last 16 bytes shifted so that the word comes first (`None` for a text shorter
+/// than 16 bytes).
+#[inline(never)]
+fn word_near_the_end(src: &[u8], start: usize) -> (usize, Option<u128>) {
+    if let Some(base) = src.len().checked_sub(16) {
+        if let (Some(last), Some(shift)) = (src.get(base..), start.checked_sub(base)) {
+            let last: &[u8; 16] = last.try_into().unwrap_or(&[0; 16]);
+            let mut end = shift + 1;
+            while end < 16 && is_ident_char(last[end]) {
+                end += 1;
+            }
+            return (
+                base + end,
+                Some(u128::from_le_bytes(*last) >> (8 * shift.min(15))),
+            );
+        }
+    }
+    (ident_end(src, start + 1), None)
 }
 
 /// What a `$` starts.
@@ -1174,8 +1205,16 @@ impl<'a> Lexer<'a> {
             dialect,
             // room for the summary too, which is appended at the end
             out: Vec::with_capacity(text.len().min(MAX_SANITIZED_LEN * 4) + 64),
-            groups: [Group::default(); MAX_GROUPS],
+            group_starts: [0; MAX_GROUPS],
+            values_rows: 0,
+            last: Tok::Start,
+            depth: 0,
             prev_row: None,
+            values_depth: NO_VALUES,
+            values_here: false,
+            expect_table: false,
+            after_table: false,
+            all_values: false,
             literals: None,
             has_placeholders: false,
             current: Statement::EMPTY,
@@ -1202,24 +1241,20 @@ impl<'a> Lexer<'a> {
         let mut h = Hot {
             src,
             pos: 0,
-            last: Tok::Start,
             run_start: 0,
             run_end: 0,
-            depth: 0,
-            values_depth: NO_VALUES,
-            expect_table: false,
-            after_table: false,
-            tokens: 0,
-            last_non_value: 0,
-            statement_start: 0,
         };
-        while let Some(&c) = src.get(h.pos) {
+        'tokens: loop {
+            // Spaces, the commonest separator, in a loop of their own.
+            let c = loop {
+                match src.get(h.pos) {
+                    Some(b' ') => h.pos += 1,
+                    Some(&c) => break c,
+                    None => break 'tokens,
+                }
+            };
             let start = h.pos;
-            // The two commonest bytes first: a space, and the start of a word.
-            if c == b' ' {
-                h.pos += 1;
-                continue;
-            }
+            // The commonest token first.
             if is_ident_start(c) {
                 h.word(self, start);
                 continue;
@@ -1332,18 +1367,16 @@ impl<'a> Lexer<'a> {
     /// The group opened at `depth` closes (its `)` is written): an all-`?` list becomes
     /// `(?)`, and a VALUES row that repeats the previous one is dropped.
     #[inline(never)]
-    fn close_group(&mut self, depth: usize, inside: usize, last_non_value: usize) {
-        let Some(&g) = self.groups.get(depth) else {
+    fn close_group(&mut self, depth: usize, collapse: bool) {
+        let Some(&start) = self.group_starts.get(depth) else {
             return;
         };
-        let non_empty = inside > g.open_tokens;
-        let all_values = last_non_value == g.open_tokens;
-        if all_values && non_empty {
-            self.out.truncate(g.start);
+        if collapse {
+            self.out.truncate(start);
             self.out.extend_from_slice(b"(?)");
         }
-        if g.values_row {
-            let row = (g.start, self.out.len());
+        if self.values_rows & (1 << depth) != 0 {
+            let row = (start, self.out.len());
             if let Some((ps, pe)) = self.prev_row {
                 // `..., (row)` where the row repeats the previous one: drop `, (row)`.
                 if self.out.get(ps..pe) == self.out.get(row.0..row.1) && pe <= row.0 {
@@ -1438,7 +1471,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn finish(&mut self, mut h: Hot) -> Fingerprint {
-        self.fold_statement(h.tokens == h.statement_start);
+        self.fold_statement(self.last.starts_statement());
         h.flush(self);
         // Drop a trailing `;` so `SELECT 1;` and `SELECT 1` share a shape.
         while let Some(b';' | b' ') = self.out.last() {
