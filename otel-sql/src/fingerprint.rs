@@ -595,6 +595,11 @@ struct Lexer<'a> {
     summary_full: bool,
     /// Where the collection's name was written in the summary.
     collection_at: Option<(usize, usize)>,
+    /// The text's last 16 bytes (all of it when shorter) followed by zeros, from
+    /// `src[tail_base]`: a word that does not have 16 bytes after it is scanned here, as
+    /// the others are in the text.
+    tail: [u8; 32],
+    tail_base: usize,
 }
 
 /// The summary as it is built: the pieces it is made of (the operation, separators and
@@ -735,6 +740,12 @@ impl Hot<'_> {
         self.run_end = end;
     }
 
+    #[inline(always)]
+    fn run_start_end(&mut self, (run_start, run_end): (usize, usize)) {
+        self.run_start = run_start;
+        self.run_end = run_end;
+    }
+
     /// Brings `out` up to date with the run.
     #[inline(always)]
     fn flush(&mut self, lx: &mut Lexer) {
@@ -805,41 +816,57 @@ impl Hot<'_> {
                 if len < 16 {
                     (start + len, Some(u128::from_le_bytes(*window)))
                 } else {
+                    // longer than any keyword
                     (ident_end(self.src, start + 16), None)
                 }
             }
-            None => word_near_the_end(self.src, start),
+            // Near the end of the text: the same, in the zero-padded copy of its end (where
+            // no word reaches 16 bytes: the zeros end it).
+            None => {
+                let window = lx.tail_at(start);
+                (start + word_len(window), Some(u128::from_le_bytes(*window)))
+            }
         };
         let len = end - start;
         if len == 1 {
             // Prefixed string literals: E'..', N'..', X'..', B'..', U&'..'.
             if matches!(self.peek(end), b'\'' | b'&') {
                 if let Some(lit_end) = prefixed_literal(self.src, start, lx.dialect) {
-                    self.literal(lx, start, lit_end);
+                    self.run_start_end(lx.literal_token(
+                        start,
+                        lit_end,
+                        self.run_start,
+                        self.run_end,
+                    ));
+                    self.pos = lit_end;
                     return;
                 }
             }
-        } else if let Some((i, upper)) = match window {
-            Some(window) => keyword_in(window, len),
-            None => keyword_at(self.src, start, len),
-        } {
+        } else if let Some((i, upper)) = window.and_then(|window| keyword_in(window, len)) {
             let flags = KEYWORD_FLAGS[i];
-            if flags & KW_BOOL != 0 {
-                self.literal(lx, start, end);
+            if flags == 0 {
+                // Most keywords (`AND`, `WHERE`, `BY`, ...) mean nothing to the summary or
+                // the lists: the short way through `note_keyword`.
+                if lx.last.starts_statement() {
+                    lx.current.first_keyword = i as KeywordIndex;
+                }
+                lx.expect_table = false;
+                if lx.values_here {
+                    lx.values_here = false;
+                    lx.values_depth = NO_VALUES;
+                }
+            } else if flags & KW_BOOL != 0 {
+                self.run_start_end(lx.literal_token(start, end, self.run_start, self.run_end));
+                self.pos = end;
                 return;
-            }
-            if flags & KW_NULL == 0 {
+            } else if flags & KW_NULL == 0 {
                 self.note_keyword(lx, i, flags);
             }
             let space = self.token(lx, Tok::Keyword);
             if upper {
                 self.emit_src(lx, start, end, space);
             } else {
-                self.flush(lx);
-                if space {
-                    lx.out.push(b' ');
-                }
-                lx.out.extend_from_slice(KEYWORDS[i].as_bytes());
+                lx.write_keyword(self.src, self.run_start, self.run_end, i, space);
                 self.run_start = end;
                 self.run_end = end;
             }
@@ -986,25 +1013,14 @@ impl Hot<'_> {
     }
 }
 
-/// [`Hot::word`] for a word that does not have 16 bytes after its start: where it ends, and
-/// the text's last 16 bytes shifted so that the word comes first (`None` for a text shorter
-/// than 16 bytes).
+/// The length of the word at the start of `window` (at least 1), up to 16.
 #[inline(never)]
-fn word_near_the_end(src: &[u8], start: usize) -> (usize, Option<u128>) {
-    if let Some(base) = src.len().checked_sub(16) {
-        if let (Some(last), Some(shift)) = (src.get(base..), start.checked_sub(base)) {
-            let last: &[u8; 16] = last.try_into().unwrap_or(&[0; 16]);
-            let mut end = shift + 1;
-            while end < 16 && is_ident_char(last[end]) {
-                end += 1;
-            }
-            return (
-                base + end,
-                Some(u128::from_le_bytes(*last) >> (8 * shift.min(15))),
-            );
-        }
+fn word_len(window: &[u8; 16]) -> usize {
+    let mut len = 1;
+    while len < 16 && is_ident_char(window[len]) {
+        len += 1;
     }
-    (ident_end(src, start + 1), None)
+    len
 }
 
 /// What a `$` starts.
@@ -1199,6 +1215,13 @@ fn backslash_escapes(dialect: Dialect) -> bool {
 
 impl<'a> Lexer<'a> {
     fn new(text: &'a str, dialect: Dialect) -> Self {
+        let src = text.as_bytes();
+        let tail_base = src.len().saturating_sub(16);
+        let mut tail = [0; 32];
+        match src.last_chunk::<16>() {
+            Some(last) => tail[..16].copy_from_slice(last),
+            None => tail[..src.len()].copy_from_slice(src),
+        }
         Lexer {
             src: text.as_bytes(),
             text,
@@ -1231,13 +1254,23 @@ impl<'a> Lexer<'a> {
             },
             summary_full: false,
             collection_at: None,
+            tail,
+            tail_base,
         }
+    }
+
+    /// The 16 bytes of [`Lexer::tail`] from `src[start]`, a byte of the text's last 16.
+    #[inline(always)]
+    fn tail_at(&self, start: usize) -> &[u8; 16] {
+        self.tail
+            .get(start.wrapping_sub(self.tail_base)..)
+            .and_then(<[u8]>::first_chunk::<16>)
+            .unwrap_or(&[0; 16])
     }
 
     /// The one pass over the text; returns the per-token state for [`Lexer::finish`].
     fn run(&mut self) -> Hot<'a> {
         let src = self.src;
-        let dialect = self.dialect;
         let mut h = Hot {
             src,
             pos: 0,
@@ -1260,62 +1293,135 @@ impl<'a> Lexer<'a> {
                 continue;
             }
             match c {
-                b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => h.pos += 1,
-                b'-' if h.peek(start + 1) == b'-' => h.pos = line_end(src, start),
-                b'#' if dialect != Dialect::Postgres => h.pos = line_end(src, start),
-                b'/' if h.peek(start + 1) == b'*' => h.pos = block_comment_end(src, start),
-                b'\'' => {
-                    let end = quoted_end(src, start, b'\'', backslash_escapes(dialect));
-                    h.literal(self, start, end);
-                }
-                b'"' if dialect == Dialect::MySql => {
-                    let end = quoted_end(src, start, b'"', true);
-                    h.literal(self, start, end);
-                }
-                b'"' | b'`' => match quoted_ident_end(src, start, c) {
-                    Some(end) => h.ident(self, start, end),
-                    // Unterminated: it may hold anything, so it is not echoed.
-                    None => h.literal(self, start, src.len()),
-                },
                 b'0'..=b'9' => {
                     let end = number_end(src, start);
                     h.literal(self, start, end);
                 }
-                b'.' if h.peek(start + 1).is_ascii_digit()
-                    && !(start > 0 && is_ident_char(src[start - 1])) =>
-                {
-                    let end = number_tail(src, start);
-                    h.literal(self, start, end);
-                }
-                b'?' => {
-                    if h.peek(start + 1).is_ascii_digit() {
-                        let end = digits_end(src, start + 1);
-                        h.placeholder(self, end);
-                    } else {
-                        // `?` is its own canonical form
-                        self.has_placeholders = true;
-                        h.punct(self, start, start + 1, Tok::Value);
-                    }
-                }
-                b'$' => h.dollar(self, start),
-                b':' if h.peek(start + 1) == b':' => h.punct(self, start, start + 2, Tok::Glue),
-                b':' if is_ident_start(h.peek(start + 1)) => {
-                    let end = ident_end(src, start + 1);
-                    h.placeholder(self, end);
-                }
-                b'@' if dialect != Dialect::Postgres && is_ident_start(h.peek(start + 1)) => {
-                    let end = ident_end(src, start + 1);
-                    h.placeholder(self, end);
-                }
                 b'(' => h.open(self),
                 b')' => h.close(self),
                 b',' => h.punct(self, start, start + 1, Tok::Comma),
-                b'.' => h.punct(self, start, start + 1, Tok::Glue),
+                b'.' if !h.peek(start + 1).is_ascii_digit() => {
+                    h.punct(self, start, start + 1, Tok::Glue)
+                }
                 b';' => h.semicolon(self),
-                _ => h.operator(self, start),
+                b'=' | b'<' | b'>' | b'*' | b'+' | b'|' => h.operator(self, start),
+                // The rest out of line: it keeps this loop small enough for its state to
+                // stay in registers.
+                _ => {
+                    (h.pos, h.run_start, h.run_end) =
+                        self.rare_token(h.pos, h.run_start, h.run_end);
+                }
             }
         }
         h
+    }
+
+    /// A literal value `src[start..end]` found by [`Hot::word`] (`TRUE`, `E'..'`), out of
+    /// its way; takes and returns the output run.
+    #[inline(never)]
+    fn literal_token(
+        &mut self,
+        start: usize,
+        end: usize,
+        run_start: usize,
+        run_end: usize,
+    ) -> (usize, usize) {
+        let mut h = Hot {
+            src: self.src,
+            pos: start,
+            run_start,
+            run_end,
+        };
+        h.literal(self, start, end);
+        (h.run_start, h.run_end)
+    }
+
+    /// Writes keyword `i` as it is not in the input (not in upper case): the output run
+    /// `src[run_start..run_end]`, a space when `space`, the keyword.
+    #[inline(never)]
+    fn write_keyword(
+        &mut self,
+        src: &[u8],
+        run_start: usize,
+        run_end: usize,
+        i: usize,
+        space: bool,
+    ) {
+        self.out
+            .extend_from_slice(src.get(run_start..run_end).unwrap_or_default());
+        if space {
+            self.out.push(b' ');
+        }
+        self.out
+            .extend_from_slice(KEYWORDS.get(i).map_or(b"", |k| k.as_bytes()));
+    }
+
+    /// A token [`Lexer::run`] leaves out of its loop, at `pos`; returns the new position and
+    /// output run.
+    #[inline(never)]
+    fn rare_token(
+        &mut self,
+        pos: usize,
+        run_start: usize,
+        run_end: usize,
+    ) -> (usize, usize, usize) {
+        let src = self.src;
+        let dialect = self.dialect;
+        let mut h = Hot {
+            src,
+            pos,
+            run_start,
+            run_end,
+        };
+        let start = pos;
+        let c = h.peek(start);
+        match c {
+            b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => h.pos += 1,
+            b'-' if h.peek(start + 1) == b'-' => h.pos = line_end(src, start),
+            b'#' if dialect != Dialect::Postgres => h.pos = line_end(src, start),
+            b'/' if h.peek(start + 1) == b'*' => h.pos = block_comment_end(src, start),
+            b'\'' => {
+                let end = quoted_end(src, start, b'\'', backslash_escapes(dialect));
+                h.literal(self, start, end);
+            }
+            b'"' if dialect == Dialect::MySql => {
+                let end = quoted_end(src, start, b'"', true);
+                h.literal(self, start, end);
+            }
+            b'"' | b'`' => match quoted_ident_end(src, start, c) {
+                Some(end) => h.ident(self, start, end),
+                // Unterminated: it may hold anything, so it is not echoed.
+                None => h.literal(self, start, src.len()),
+            },
+            b'.' if !(start > 0 && is_ident_char(src[start - 1])) => {
+                // `.5` (`run` saw the digit)
+                let end = number_tail(src, start);
+                h.literal(self, start, end);
+            }
+            b'.' => h.punct(self, start, start + 1, Tok::Glue),
+            b'?' => {
+                if h.peek(start + 1).is_ascii_digit() {
+                    let end = digits_end(src, start + 1);
+                    h.placeholder(self, end);
+                } else {
+                    // `?` is its own canonical form
+                    self.has_placeholders = true;
+                    h.punct(self, start, start + 1, Tok::Value);
+                }
+            }
+            b'$' => h.dollar(self, start),
+            b':' if h.peek(start + 1) == b':' => h.punct(self, start, start + 2, Tok::Glue),
+            b':' if is_ident_start(h.peek(start + 1)) => {
+                let end = ident_end(src, start + 1);
+                h.placeholder(self, end);
+            }
+            b'@' if dialect != Dialect::Postgres && is_ident_start(h.peek(start + 1)) => {
+                let end = ident_end(src, start + 1);
+                h.placeholder(self, end);
+            }
+            _ => h.operator(self, start),
+        }
+        (h.pos, h.run_start, h.run_end)
     }
 
     /// Folds the literal `src[start..end]` into the literals hash (length first, so
@@ -1836,7 +1942,7 @@ fn keyword(word: &str) -> Option<&'static str> {
 /// every keyword is made of letters only, a folded word equals a keyword's key exactly when
 /// the word is that keyword in any case (a digit, `$`, `_` or non-ASCII byte never folds
 /// onto a letter).
-#[inline(always)]
+#[cfg(test)]
 fn keyword_at(src: &[u8], start: usize, len: usize) -> Option<(usize, bool)> {
     if !(2..=MAX_KEYWORD_LEN).contains(&len) {
         return None;
@@ -1865,7 +1971,7 @@ fn keyword_in(window: u128, len: usize) -> Option<(usize, bool)> {
 
 /// The bytes from `src[start]` (a word of `len` bytes that ends within 16 bytes of the end
 /// of the text) little-endian in a `u128`, with whatever follows the word above it.
-#[inline(never)]
+#[cfg(test)]
 fn near_the_end(src: &[u8], start: usize, len: usize) -> Option<u128> {
     src.get(start..start + len)?;
     match src.len().checked_sub(16) {
