@@ -830,17 +830,12 @@ impl Hot<'_> {
         let len = end - start;
         if len == 1 {
             // Prefixed string literals: E'..', N'..', X'..', B'..', U&'..'.
-            if matches!(self.peek(end), b'\'' | b'&') {
-                if let Some(lit_end) = prefixed_literal(self.src, start, lx.dialect) {
-                    self.run_start_end(lx.literal_token(
-                        start,
-                        lit_end,
-                        self.run_start,
-                        self.run_end,
-                    ));
-                    self.pos = lit_end;
-                    return;
-                }
+            if matches!(self.peek(end), b'\'' | b'&')
+                && let Some(lit_end) = prefixed_literal(self.src, start, lx.dialect)
+            {
+                self.run_start_end(lx.literal_token(start, lit_end, self.run_start, self.run_end));
+                self.pos = lit_end;
+                return;
             }
         } else if let Some((i, upper)) = window.and_then(|window| keyword_in(window, len)) {
             let flags = KEYWORD_FLAGS[i];
@@ -1451,10 +1446,11 @@ impl<'a> Lexer<'a> {
             e = ident_end(src, e + 1);
         }
         // `.._sqlx_migrations` at the end of the qualified part
-        if e - end > MIGRATIONS.len() && src[e - MIGRATIONS.len() - 1] == b'.' {
-            if src[e - MIGRATIONS.len()..e].eq_ignore_ascii_case(MIGRATIONS) {
-                st.migration = true;
-            }
+        if e - end > MIGRATIONS.len()
+            && src[e - MIGRATIONS.len() - 1] == b'.'
+            && src[e - MIGRATIONS.len()..e].eq_ignore_ascii_case(MIGRATIONS)
+        {
+            st.migration = true;
         }
         let name = &src[start..e];
         let dup = st.tables[..st.table_count]
