@@ -1499,12 +1499,11 @@ impl<'a> Lexer<'a> {
         let st = &self.current;
         let src = self.src;
         self.statement_count += 1;
+        // a write wins over a read, a read over an ignored statement
         let k = statement_kind(st);
-        self.kind = match (self.kind, k) {
-            (StatementKind::Write, _) | (_, StatementKind::Write) => StatementKind::Write,
-            (StatementKind::Read, _) | (_, StatementKind::Read) => StatementKind::Read,
-            _ => StatementKind::Ignored,
-        };
+        if k == StatementKind::Write || self.kind == StatementKind::Ignored {
+            self.kind = k;
+        }
         let op = if st.operation != NO_KEYWORD {
             st.operation
         } else {
