@@ -1525,16 +1525,16 @@ impl<'a> Lexer<'a> {
         if self.summary_full || (op.is_none() && tables.is_empty()) {
             return;
         }
-        let mut part_len = op.map_or(0, <[u8]>::len);
-        for &(s, e) in tables {
-            part_len += 1 + e - s;
-        }
-        let sep = if self.summary.is_empty() { 0 } else { 2 };
-        if !self.summary.is_empty() && self.summary.len + sep + part_len > MAX_SUMMARY_LEN {
-            self.summary_full = true;
-            return;
-        }
-        if sep > 0 {
+        if !self.summary.is_empty() {
+            // A later statement goes in only whole (the first, always: it is cut at the end).
+            let mut part_len = op.map_or(0, <[u8]>::len);
+            for &(s, e) in tables {
+                part_len += 1 + e - s;
+            }
+            if self.summary.len + 2 + part_len > MAX_SUMMARY_LEN {
+                self.summary_full = true;
+                return;
+            }
             self.summary.push(b"; ");
         }
         let mut first = true;
