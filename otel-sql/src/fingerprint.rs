@@ -1287,6 +1287,11 @@ impl<'a> Lexer<'a> {
                 h.word(self, start);
                 continue;
             }
+            // `u.id`, `a, b`: the commonest punctuation, before the table of the rest
+            if c == b'.' && !h.peek(start + 1).is_ascii_digit() {
+                h.punct(self, start, start + 1, Tok::Glue);
+                continue;
+            }
             match c {
                 b'0'..=b'9' => {
                     let end = number_end(src, start);
@@ -1295,9 +1300,6 @@ impl<'a> Lexer<'a> {
                 b'(' => h.open(self),
                 b')' => h.close(self),
                 b',' => h.punct(self, start, start + 1, Tok::Comma),
-                b'.' if !h.peek(start + 1).is_ascii_digit() => {
-                    h.punct(self, start, start + 1, Tok::Glue)
-                }
                 b';' => h.semicolon(self),
                 b'=' | b'<' | b'>' | b'*' | b'+' | b'|' => h.operator(self, start),
                 // The rest out of line: it keeps this loop small enough for its state to
