@@ -2,7 +2,8 @@
 //! connections, accepts and never answers, answers 503, or answers garbage. Requests served
 //! through the server layer meanwhile all complete (none waits on the exporter), the export
 //! queue stays bounded (drops counted), shutdown returns within its timeout, and the
-//! exporter's own HTTP/gRPC calls are never traced (no feedback loop).
+//! exporter's own HTTP/gRPC calls are never traced (no feedback loop). Every test runs
+//! against both layers (`name::generic`: `HttpServerLayer`, `name::axum`: `AxumServerLayer`).
 //!
 //! The subscriber is set per thread (`TelemetryParts::set_default`), so no global state is
 //! touched and the tests of this file can run in parallel. The fake collectors run on plain
@@ -23,6 +24,19 @@ use otel_core::Telemetry;
 use otel_core::propagation::CompositePropagator;
 use otel_core::telemetry::{OtlpProtocol, TelemetryGuard};
 use otel_http::HttpServerLayer;
+
+use common::{ServerLayer, for_both_layers};
+
+for_both_layers!(
+    refusing_collector_over_http,
+    hanging_collector_over_http,
+    collector_answering_503_over_http,
+    collector_answering_garbage_over_http,
+    refusing_collector_over_grpc,
+    hanging_collector_over_grpc,
+    collector_answering_garbage_over_grpc,
+    the_exporters_own_calls_are_never_traced,
+);
 
 const REQUESTS: usize = 600;
 const QUEUE: usize = 64;
@@ -115,14 +129,13 @@ fn telemetry(
         .set_default()
 }
 
-async fn serve_app() -> SocketAddr {
-    let app = Router::new()
-        .route("/work", get(|| async { "done" }))
-        .layer(
-            HttpServerLayer::builder()
-                .propagator(CompositePropagator::from_names("tracecontext").unwrap())
-                .build(),
-        );
+/// Serves `/work` behind `layer`.
+async fn serve_app(layer: ServerLayer) -> SocketAddr {
+    let app = layer.router(
+        Router::new().route("/work", get(|| async { "done" })),
+        HttpServerLayer::builder()
+            .propagator(CompositePropagator::from_names("tracecontext").unwrap()),
+    );
     common::serve(app).await
 }
 
@@ -143,10 +156,10 @@ async fn serve_requests(addr: SocketAddr) -> usize {
     ok
 }
 
-async fn fault_case(fault: Fault, protocol: OtlpProtocol) {
+async fn fault_case(fault: Fault, protocol: OtlpProtocol, layer: ServerLayer) {
     let collector = collector(fault);
     let (guard, _default) = telemetry(&collector, protocol);
-    let addr = serve_app().await;
+    let addr = serve_app(layer).await;
 
     // Every request completes although the exporter fails the whole time.
     assert_eq!(serve_requests(addr).await, REQUESTS, "{fault:?}");
@@ -170,49 +183,41 @@ async fn fault_case(fault: Fault, protocol: OtlpProtocol) {
     );
 }
 
-#[tokio::test]
-async fn refusing_collector_over_http() {
-    fault_case(Fault::Refuse, OtlpProtocol::HttpProtobuf).await;
+async fn refusing_collector_over_http(layer: ServerLayer) {
+    fault_case(Fault::Refuse, OtlpProtocol::HttpProtobuf, layer).await;
 }
 
-#[tokio::test]
-async fn hanging_collector_over_http() {
-    fault_case(Fault::Hang, OtlpProtocol::HttpProtobuf).await;
+async fn hanging_collector_over_http(layer: ServerLayer) {
+    fault_case(Fault::Hang, OtlpProtocol::HttpProtobuf, layer).await;
 }
 
-#[tokio::test]
-async fn collector_answering_503_over_http() {
-    fault_case(Fault::Unavailable, OtlpProtocol::HttpProtobuf).await;
+async fn collector_answering_503_over_http(layer: ServerLayer) {
+    fault_case(Fault::Unavailable, OtlpProtocol::HttpProtobuf, layer).await;
 }
 
-#[tokio::test]
-async fn collector_answering_garbage_over_http() {
-    fault_case(Fault::Garbage, OtlpProtocol::HttpProtobuf).await;
+async fn collector_answering_garbage_over_http(layer: ServerLayer) {
+    fault_case(Fault::Garbage, OtlpProtocol::HttpProtobuf, layer).await;
 }
 
-#[tokio::test]
-async fn refusing_collector_over_grpc() {
-    fault_case(Fault::Refuse, OtlpProtocol::Grpc).await;
+async fn refusing_collector_over_grpc(layer: ServerLayer) {
+    fault_case(Fault::Refuse, OtlpProtocol::Grpc, layer).await;
 }
 
-#[tokio::test]
-async fn hanging_collector_over_grpc() {
-    fault_case(Fault::Hang, OtlpProtocol::Grpc).await;
+async fn hanging_collector_over_grpc(layer: ServerLayer) {
+    fault_case(Fault::Hang, OtlpProtocol::Grpc, layer).await;
 }
 
-#[tokio::test]
-async fn collector_answering_garbage_over_grpc() {
-    fault_case(Fault::Garbage, OtlpProtocol::Grpc).await;
+async fn collector_answering_garbage_over_grpc(layer: ServerLayer) {
+    fault_case(Fault::Garbage, OtlpProtocol::Grpc, layer).await;
 }
 
 /// If the exporter's own HTTP calls were traced, every export would finish a span, which
 /// the next flush would export: the collector would keep receiving requests with no
 /// application traffic. It receives none once the application's spans are out.
-#[tokio::test]
-async fn the_exporters_own_calls_are_never_traced() {
+async fn the_exporters_own_calls_are_never_traced(layer: ServerLayer) {
     let collector = collector(Fault::Healthy);
     let (guard, _default) = telemetry(&collector, OtlpProtocol::HttpProtobuf);
-    let addr = serve_app().await;
+    let addr = serve_app(layer).await;
     let client = reqwest::Client::new();
     for _ in 0..5 {
         client

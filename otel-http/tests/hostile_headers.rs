@@ -1,6 +1,7 @@
 //! Hostile headers against a real server (axum + the server layer on 127.0.0.1:0, reqwest and
 //! raw TCP clients): the request is served, the bad parts are dropped, and nothing raw reaches
-//! a span attribute or a log line.
+//! a span attribute or a log line. Every test runs against both layers (`name::generic`:
+//! `HttpServerLayer`, `name::axum`: `AxumServerLayer`).
 //!
 //! The server raises hyper's limits (4 MB of head, 2,000 header lines) so that the layer, not
 //! hyper, meets the oversized input; `hyper_default_limits_refuse_before_telemetry` shows
@@ -22,6 +23,18 @@ use otel_http::HttpServerLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
+use common::{ServerLayer, for_both_layers};
+
+for_both_layers!(
+    a_thousand_tracestate_members_drop_tracestate_and_keep_the_trace,
+    one_megabyte_of_baggage_keeps_at_most_64_entries_in_8192_bytes,
+    five_hundred_traceparent_headers_start_a_new_trace,
+    non_utf8_values_are_dropped_or_replaced_never_passed_on,
+    a_request_id_with_escapes_or_newline_attempts_is_replaced,
+    ansi_escapes_and_bare_newlines_are_refused_by_hyper_before_telemetry,
+    hyper_default_limits_refuse_before_telemetry,
+);
+
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN: &str = "00f067aa0ba902b7";
 
@@ -29,39 +42,38 @@ fn traceparent() -> String {
     format!("00-{TRACE}-{SPAN}-01")
 }
 
-/// The app: `/echo` logs a line inside the request span and answers with the number of
-/// baggage entries and bytes it sees.
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/echo",
-            get(|| async {
-                tracing::info!("handler ran");
-                let cx = opentelemetry::Context::current();
-                let bag = cx.baggage();
-                let bytes: usize = bag
-                    .iter()
-                    .map(|(k, (v, _))| k.as_str().len() + v.as_str().len())
-                    .sum();
-                format!("{} {bytes}", bag.len())
-            }),
-        )
-        .layer(
-            HttpServerLayer::builder()
-                .propagator(CompositePropagator::from_names("tracecontext,baggage").unwrap())
-                .capture_request_headers([
-                    http::header::USER_AGENT,
-                    http::HeaderName::from_static("x-note"),
-                ])
-                .build(),
-        )
+/// The app behind `layer`: `/echo` logs a line inside the request span and answers with the
+/// number of baggage entries and bytes it sees.
+fn app(layer: ServerLayer) -> Router {
+    let router = Router::new().route(
+        "/echo",
+        get(|| async {
+            tracing::info!("handler ran");
+            let cx = opentelemetry::Context::current();
+            let bag = cx.baggage();
+            let bytes: usize = bag
+                .iter()
+                .map(|(k, (v, _))| k.as_str().len() + v.as_str().len())
+                .sum();
+            format!("{} {bytes}", bag.len())
+        }),
+    );
+    layer.router(
+        router,
+        HttpServerLayer::builder()
+            .propagator(CompositePropagator::from_names("tracecontext,baggage").unwrap())
+            .capture_request_headers([
+                http::header::USER_AGENT,
+                http::HeaderName::from_static("x-note"),
+            ]),
+    )
 }
 
-/// Serves `app()` with hyper's head limits raised.
-async fn serve_raised_limits() -> SocketAddr {
+/// Serves `app(layer)` with hyper's head limits raised.
+async fn serve_raised_limits(layer: ServerLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = app();
+    let app = app(layer);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -115,10 +127,9 @@ fn assert_nothing_raw(telemetry: &TestTelemetry, needles: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn a_thousand_tracestate_members_drop_tracestate_and_keep_the_trace() {
+async fn a_thousand_tracestate_members_drop_tracestate_and_keep_the_trace(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     let members: Vec<String> = (0..1000).map(|i| format!("vendor{i}=value{i}")).collect();
     let response = reqwest::Client::new()
         .get(format!("http://{addr}/echo"))
@@ -144,10 +155,9 @@ async fn a_thousand_tracestate_members_drop_tracestate_and_keep_the_trace() {
     assert_nothing_raw(&telemetry, &["vendor999", "value0"]);
 }
 
-#[tokio::test]
-async fn one_megabyte_of_baggage_keeps_at_most_64_entries_in_8192_bytes() {
+async fn one_megabyte_of_baggage_keeps_at_most_64_entries_in_8192_bytes(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     let mut baggage = String::with_capacity(1 << 20);
     let mut i = 0;
     while baggage.len() < 1 << 20 {
@@ -169,10 +179,9 @@ async fn one_megabyte_of_baggage_keeps_at_most_64_entries_in_8192_bytes() {
     assert_nothing_raw(&telemetry, &["hostilevalue"]);
 }
 
-#[tokio::test]
-async fn five_hundred_traceparent_headers_start_a_new_trace() {
+async fn five_hundred_traceparent_headers_start_a_new_trace(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     let mut request = reqwest::Client::new().get(format!("http://{addr}/echo"));
     for _ in 0..500 {
         request = request.header("traceparent", traceparent());
@@ -194,10 +203,9 @@ async fn five_hundred_traceparent_headers_start_a_new_trace() {
     assert_nothing_raw(&telemetry, &[TRACE, SPAN]);
 }
 
-#[tokio::test]
-async fn non_utf8_values_are_dropped_or_replaced_never_passed_on() {
+async fn non_utf8_values_are_dropped_or_replaced_never_passed_on(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     let bad = |text: &[u8]| http::HeaderValue::from_bytes(text).unwrap();
     let mut traceparent_bytes = traceparent().into_bytes();
     traceparent_bytes[40] = 0xff; // inside the span id
@@ -240,10 +248,9 @@ async fn non_utf8_values_are_dropped_or_replaced_never_passed_on() {
     assert_nothing_raw(&telemetry, &[]);
 }
 
-#[tokio::test]
-async fn a_request_id_with_escapes_or_newline_attempts_is_replaced() {
+async fn a_request_id_with_escapes_or_newline_attempts_is_replaced(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     // What can reach the layer on the wire: a literal backslash-n, quotes, a percent-encoded
     // newline is valid text (kept), over-long ids.
     for (raw, replaced) in [
@@ -270,10 +277,9 @@ async fn a_request_id_with_escapes_or_newline_attempts_is_replaced() {
     }
 }
 
-#[tokio::test]
-async fn ansi_escapes_and_bare_newlines_are_refused_by_hyper_before_telemetry() {
+async fn ansi_escapes_and_bare_newlines_are_refused_by_hyper_before_telemetry(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = serve_raised_limits().await;
+    let addr = serve_raised_limits(layer).await;
     // Control bytes in a header value and an obs-fold continuation line: hyper answers 400
     // itself; the layer never sees the request, so no span and no log line carries them.
     for header in [
@@ -292,10 +298,9 @@ async fn ansi_escapes_and_bare_newlines_are_refused_by_hyper_before_telemetry() 
     );
 }
 
-#[tokio::test]
-async fn hyper_default_limits_refuse_before_telemetry() {
+async fn hyper_default_limits_refuse_before_telemetry(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = common::serve(app()).await;
+    let addr = common::serve(app(layer)).await;
     // hyper's default head limit is ~400 KB and 100 headers: it answers 431 itself.
     let response = reqwest::Client::new()
         .get(format!("http://{addr}/echo"))

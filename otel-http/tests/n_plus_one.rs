@@ -1,5 +1,7 @@
 //! The N+1 API call: a handler that calls a backend once per item is flagged on its server
-//! span, through the same repeated-shape detector as the N+1 query (otel-core).
+//! span, through the same repeated-shape detector as the N+1 query (otel-core). The server
+//! tests run against both layers (`name::generic`: `HttpServerLayer`, `name::axum`:
+//! `AxumServerLayer`); the retry test concerns the reqwest middleware alone.
 
 mod common;
 
@@ -11,14 +13,19 @@ use otel_core::testing::TestTelemetry;
 use otel_http::HttpServerLayer;
 use otel_http::reqwest::TracingMiddleware;
 
-use common::serve;
+use common::{ServerLayer, for_both_layers, serve};
+
+for_both_layers!(
+    a_call_per_item_is_flagged_on_the_server_span,
+    four_calls_stay_under_the_threshold,
+);
 
 fn str_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
     TestTelemetry::attr(span, key).map(|v| v.as_str().into_owned())
 }
 
-/// A gateway whose `/profile` fetches each of `n` friends one call at a time.
-async fn gateway(n: u32) -> std::net::SocketAddr {
+/// A gateway behind `layer` whose `/profile` fetches each of `n` friends one call at a time.
+async fn gateway(layer: ServerLayer, n: u32) -> std::net::SocketAddr {
     let backend = serve(Router::new().route(
         "/users/{id}",
         get(|Path(id): Path<u32>| async move { format!("user {id}") }),
@@ -27,31 +34,28 @@ async fn gateway(n: u32) -> std::net::SocketAddr {
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(TracingMiddleware::new())
         .build();
-    let app = Router::new()
-        .route(
-            "/profile",
-            get(move || {
-                let client = client.clone();
-                async move {
-                    for id in 0..n {
-                        client
-                            .get(format!("http://{backend}/users/{id}"))
-                            .send()
-                            .await
-                            .unwrap();
-                    }
-                    "ok"
+    let app = Router::new().route(
+        "/profile",
+        get(move || {
+            let client = client.clone();
+            async move {
+                for id in 0..n {
+                    client
+                        .get(format!("http://{backend}/users/{id}"))
+                        .send()
+                        .await
+                        .unwrap();
                 }
-            }),
-        )
-        .layer(HttpServerLayer::new());
-    serve(app).await
+                "ok"
+            }
+        }),
+    );
+    serve(layer.router(app, HttpServerLayer::builder())).await
 }
 
-#[tokio::test]
-async fn a_call_per_item_is_flagged_on_the_server_span() {
+async fn a_call_per_item_is_flagged_on_the_server_span(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = gateway(7).await;
+    let addr = gateway(layer, 7).await;
     let body = reqwest::get(format!("http://{addr}/profile"))
         .await
         .unwrap()
@@ -94,10 +98,9 @@ async fn a_call_per_item_is_flagged_on_the_server_span() {
     assert_eq!(telemetry.spans_named("GET").len(), 7, "seven client spans");
 }
 
-#[tokio::test]
-async fn four_calls_stay_under_the_threshold() {
+async fn four_calls_stay_under_the_threshold(layer: ServerLayer) {
     let telemetry = TestTelemetry::new();
-    let addr = gateway(4).await;
+    let addr = gateway(layer, 4).await;
     reqwest::get(format!("http://{addr}/profile"))
         .await
         .unwrap();

@@ -2,7 +2,9 @@
 //! headers, API-key style headers, URL userinfo, configured query keys) against every place
 //! telemetry writes text (span names, attributes, events, curl lines, log output), on the
 //! server layer, the reqwest middleware and the tower client layer, with the defaults and with
-//! header capture switched on for exactly those headers.
+//! header capture switched on for exactly those headers. Every test runs against both server
+//! layers (`name::generic`: `HttpServerLayer`, `name::axum`: `AxumServerLayer`), with the same
+//! reqwest middleware and tower client layer inside the handler.
 
 mod common;
 
@@ -22,11 +24,16 @@ use otel_core::propagation::CompositePropagator;
 use otel_core::testing::TestTelemetry;
 use otel_http::redact::QueryRedactor;
 use otel_http::reqwest::TracingMiddleware;
-use otel_http::{HttpClientLayer, HttpServerLayer};
+use otel_http::{HttpClientLayer, HttpServerLayer, HttpServerLayerBuilder};
 use reqwest_middleware::ClientWithMiddleware;
 use tower::{ServiceBuilder, ServiceExt};
 
-use common::serve;
+use common::{ServerLayer, for_both_layers, serve};
+
+for_both_layers!(
+    defaults_record_no_secret,
+    capture_switched_on_for_the_secret_headers_records_only_redacted_values,
+);
 
 /// (header, value) pairs; every value holds a unique secret marker.
 const SECRET_HEADERS: &[(&str, &str)] = &[
@@ -102,7 +109,8 @@ async fn call_downstream(client: ClientWithMiddleware, down: SocketAddr) {
     tracing::warn!(status = %response.status(), "downstream answered");
 }
 
-fn server_layer(capture: bool) -> HttpServerLayer {
+/// The server layer's configuration, built into either layer by `ServerLayer::router`.
+fn server_layer(capture: bool) -> HttpServerLayerBuilder {
     let mut builder = HttpServerLayer::builder()
         .propagator(tracecontext())
         .query_redactor(redactor())
@@ -117,31 +125,31 @@ fn server_layer(capture: bool) -> HttpServerLayer {
             )
             .capture_response_headers([http::header::SET_COOKIE, http::header::AUTHORIZATION]);
     }
-    builder.build()
+    builder
 }
 
-async fn run(capture: bool) -> TestTelemetry {
+async fn run(layer: ServerLayer, capture: bool) -> TestTelemetry {
     let telemetry = TestTelemetry::new();
     // The downstream answers with a secret cookie too; it is not traced itself.
     let down =
         serve(Router::new().fallback(|| async { ([("set-cookie", SET_COOKIE)], "down") })).await;
-    let app = Router::new()
-        .route(
-            "/login",
-            get(
-                |State((client, down)): State<(ClientWithMiddleware, SocketAddr)>| async move {
-                    call_downstream(client, down).await;
-                    (
-                        [
-                            ("set-cookie", SET_COOKIE),
-                            ("authorization", "Bearer s3cr3t-response-authorization"),
-                        ],
-                        "ok",
-                    )
-                },
-            ),
-        )
-        .layer(server_layer(capture))
+    let router = Router::new().route(
+        "/login",
+        get(
+            |State((client, down)): State<(ClientWithMiddleware, SocketAddr)>| async move {
+                call_downstream(client, down).await;
+                (
+                    [
+                        ("set-cookie", SET_COOKIE),
+                        ("authorization", "Bearer s3cr3t-response-authorization"),
+                    ],
+                    "ok",
+                )
+            },
+        ),
+    );
+    let app = layer
+        .router(router, server_layer(capture))
         .with_state((reqwest_client(), down));
     let addr = serve(app).await;
 
@@ -213,9 +221,8 @@ fn assert_no_secret(telemetry: &TestTelemetry) {
     );
 }
 
-#[tokio::test]
-async fn defaults_record_no_secret() {
-    let telemetry = run(false).await;
+async fn defaults_record_no_secret(layer: ServerLayer) {
+    let telemetry = run(layer, false).await;
     assert_no_secret(&telemetry);
     let server = telemetry.span("GET /login");
     assert!(
@@ -227,9 +234,10 @@ async fn defaults_record_no_secret() {
     );
 }
 
-#[tokio::test]
-async fn capture_switched_on_for_the_secret_headers_records_only_redacted_values() {
-    let telemetry = run(true).await;
+async fn capture_switched_on_for_the_secret_headers_records_only_redacted_values(
+    layer: ServerLayer,
+) {
+    let telemetry = run(layer, true).await;
     assert_no_secret(&telemetry);
     let server = telemetry.span("GET /login");
     let redacted = Value::Array(opentelemetry::Array::String(vec!["[REDACTED]".into()]));
