@@ -249,6 +249,28 @@ fn disabled_sdk_has_no_meter_provider() {
     assert!(parts.meter_provider().is_none());
 }
 
+/// A backend that takes traces but has no metrics pipeline (404 on `/v1/metrics`, as Jaeger):
+/// the failed metrics export is not a shutdown error, and the traces still arrive.
+#[test]
+fn a_traces_only_backend_does_not_fail_shutdown() {
+    let collector = FakeCollector::traces_only();
+    let parts = with_env(&[])
+        .otlp_endpoint(collector.endpoint())
+        .otlp_protocol(OtlpProtocol::HttpProtobuf)
+        .build()
+        .unwrap();
+    let meter = parts.meter_provider().unwrap().meter("test");
+    let (guard, _default) = parts.set_default();
+    meter.u64_counter("jobs").build().add(1, &[]);
+    tracing::info_span!("GET /health").in_scope(|| {});
+
+    guard.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(collector.received_on("/v1/metrics").len(), 1);
+    let traces = collector.received_on("/v1/traces");
+    assert_eq!(traces.len(), 1);
+    assert!(contains(&traces[0].body, b"GET /health"));
+}
+
 /// A collector that accepts connections and never answers; the export timeout (10 s) is far
 /// beyond the shutdown timeout, and the SDK's meter provider ignores the timeout it is given:
 /// shutdown still returns at its deadline, over either protocol.

@@ -60,7 +60,9 @@ impl TelemetryGuard {
 
     /// Flushes pending spans and metrics and shuts the SDK down, waiting at most `timeout`
     /// in all (an exporter that is down cannot hold the process). A no-op when telemetry is
-    /// disabled.
+    /// disabled. An error means the timeout passed; a failed last export is not one (the SDK
+    /// reports none for spans, and this reports none for metrics, e.g. from a traces-only
+    /// backend that refuses `/v1/metrics`).
     pub fn shutdown(mut self, timeout: Duration) -> OTelSdkResult {
         self.shutdown_within(timeout)
     }
@@ -109,9 +111,11 @@ impl TelemetryGuard {
             Some(provider) => provider.shutdown_with_timeout(timeout),
             None => Ok(()),
         };
-        let metrics = match metrics {
-            Some(pending) => wait(pending, deadline, timeout),
-            None => Ok(()),
+        let metrics = match metrics.map(|pending| wait(pending, deadline, timeout)) {
+            // The SDK's span processor reports only its timeout, never a failed export: the
+            // same for metrics (the reader answers "failed" when its last export did).
+            Some(Err(OTelSdkError::Timeout(t))) => Err(OTelSdkError::Timeout(t)),
+            _ => Ok(()),
         };
         traces.and(metrics)
     }

@@ -1,6 +1,7 @@
 //! A fake OTLP/HTTP collector on 127.0.0.1 (ephemeral port): answers every request
-//! `200 OK` with an empty protobuf body and keeps what it received (path, content type, body)
-//! for the test to read.
+//! `200 OK` with an empty protobuf body (or, [`FakeCollector::traces_only`], `404` on
+//! `/v1/metrics` like a traces-only backend) and keeps what it received (path, content type,
+//! body) for the test to read.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +24,15 @@ pub struct FakeCollector {
 impl FakeCollector {
     /// Starts listening; each connection is served on a thread of its own.
     pub fn start() -> FakeCollector {
+        Self::answering(false)
+    }
+
+    /// A collector without a metrics pipeline: `404 Not Found` on `/v1/metrics`.
+    pub fn traces_only() -> FakeCollector {
+        Self::answering(true)
+    }
+
+    fn answering(refuse_metrics: bool) -> FakeCollector {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -31,7 +41,7 @@ impl FakeCollector {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let store = store.clone();
-                std::thread::spawn(move || serve(stream, &store));
+                std::thread::spawn(move || serve(stream, &store, refuse_metrics));
             }
         });
         FakeCollector { addr, received }
@@ -59,7 +69,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Serves HTTP/1.1 requests on one connection until the client closes it.
-fn serve(stream: TcpStream, store: &Mutex<Vec<Received>>) {
+fn serve(stream: TcpStream, store: &Mutex<Vec<Received>>, refuse_metrics: bool) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -97,13 +107,16 @@ fn serve(stream: TcpStream, store: &Mutex<Vec<Received>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        let answer: &[u8] = if refuse_metrics && path == "/v1/metrics" {
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+        };
         store.lock().unwrap().push(Received {
             path,
             content_type,
             body,
         });
-        let answer =
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
         if writer.write_all(answer).is_err() {
             return;
         }
