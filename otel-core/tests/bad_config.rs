@@ -1,6 +1,6 @@
 //! Bad configuration is refused at setup with an error that names the setting and says what
 //! to change: the exact messages a user reads (unknown propagator, invalid sampler argument,
-//! malformed endpoint, zero thresholds, bad request-id settings).
+//! malformed endpoint, zero thresholds, bad request-id settings, bad metrics settings).
 //!
 //! The tests at the end pin values that were once accepted silently (a clamped ratio, a zero
 //! timeout or queue from code, a port that is not a number).
@@ -91,6 +91,42 @@ fn malformed_endpoints_are_refused() {
         err.to_string(),
         format!("Telemetry::otlp_endpoint: \"not a url\" is not a URL; {URL_FIX}")
     );
+}
+
+#[test]
+fn bad_metrics_settings_are_refused() {
+    // Refused whether or not metrics would be exported: a typo never waits for the day it
+    // matters.
+    for otlp in [false, true] {
+        let endpoint = if otlp { "http://collector:4318" } else { "" };
+        let with =
+            |var, value| env_error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint), (var, value)]);
+        let err = with("OTEL_METRICS_EXPORTER", "prometheus");
+        assert_eq!(err.setting(), Some("OTEL_METRICS_EXPORTER"));
+        assert_eq!(
+            err.to_string(),
+            "OTEL_METRICS_EXPORTER: unknown metrics exporter \"prometheus\"; use `otlp` or `none`"
+        );
+        for value in ["1m", "0", "-5", "60000.5"] {
+            for var in ["OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT"] {
+                let err = with(var, value);
+                assert_eq!(err.setting(), Some(var));
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{var}: \"{value}\" is not a positive whole number of milliseconds; \
+                         set e.g. `60000` for one minute"
+                    )
+                );
+            }
+        }
+    }
+    let err = code()
+        .metric_export_interval(Duration::ZERO)
+        .resolve()
+        .unwrap_err();
+    assert_eq!(err.setting(), Some("Telemetry::metric_export_interval"));
+    assert!(err.to_string().contains("zero interval"), "{err}");
 }
 
 #[test]

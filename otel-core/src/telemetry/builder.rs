@@ -30,7 +30,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use super::config::{
-    self, EnvSource, LogFormat, OtlpProtocol, ProcessEnv, Sourced, TracesExporter, vars,
+    self, EnvSource, LogFormat, MetricsExporter, OtlpProtocol, ProcessEnv, Sourced, TracesExporter,
+    vars,
 };
 use super::error::SetupError;
 use super::export_queue::{BoundedBatchProcessor, DroppedSpans};
@@ -46,6 +47,8 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 /// The default OTLP export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT` unset).
 pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time between two metric exports (`OTEL_METRIC_EXPORT_INTERVAL` unset).
+pub const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One-call setup of the OpenTelemetry SDK and the `tracing` subscriber.
 ///
@@ -69,6 +72,8 @@ pub struct Telemetry {
     resource_attributes: Vec<KeyValue>,
     sampler: Option<Sampler>,
     traces_exporter: Option<TracesExporter>,
+    metrics_exporter: Option<MetricsExporter>,
+    metric_export_interval: Option<Duration>,
     custom: Option<(Box<dyn SpanProcessor>, Option<DroppedSpans>)>,
     otlp_endpoint: Option<String>,
     otlp_protocol: Option<OtlpProtocol>,
@@ -102,6 +107,8 @@ pub struct Settings {
     pub sampler: Sampler,
     /// Where spans go.
     pub exporter: ExporterSettings,
+    /// Where metrics go (the global meter provider's exporter).
+    pub metrics: MetricsSettings,
     /// The propagator names, comma-separated.
     pub propagators: String,
     /// The log filter directives.
@@ -121,6 +128,50 @@ pub enum ExporterSettings {
     Otlp(OtlpSettings),
     /// A span exporter or processor given in code.
     Custom,
+}
+
+/// Where metrics go, as resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsSettings {
+    /// Nowhere: no meter provider (the default unless traces go to OTLP).
+    None,
+    /// OTLP, read by a periodic reader.
+    Otlp(OtlpMetricsSettings),
+}
+
+/// The resolved OTLP metric exporter settings. `Debug` shows header names, never their
+/// values.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpMetricsSettings {
+    /// The URL metrics are sent to (for `http/protobuf`, including `/v1/metrics`).
+    pub endpoint: String,
+    /// The transport.
+    pub protocol: OtlpProtocol,
+    /// The time between two exports (`OTEL_METRIC_EXPORT_INTERVAL`).
+    pub interval: Duration,
+    /// The export timeout (`OTEL_METRIC_EXPORT_TIMEOUT`, else the OTLP timeout).
+    pub timeout: Duration,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl OtlpMetricsSettings {
+    /// The names of the headers sent with every export (values are kept private).
+    pub fn header_names(&self) -> Vec<&str> {
+        self.headers.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+impl fmt::Debug for OtlpMetricsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpMetricsSettings")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("header_names", &self.header_names())
+            .finish()
+    }
 }
 
 /// The resolved OTLP exporter settings. `Debug` shows header names, never their values.
@@ -169,6 +220,7 @@ impl fmt::Debug for Telemetry {
         f.debug_struct("Telemetry")
             .field("service_name", &self.service_name)
             .field("traces_exporter", &self.traces_exporter)
+            .field("metrics_exporter", &self.metrics_exporter)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +235,8 @@ impl Telemetry {
             resource_attributes: Vec::new(),
             sampler: None,
             traces_exporter: None,
+            metrics_exporter: None,
+            metric_export_interval: None,
             custom: None,
             otlp_endpoint: None,
             otlp_protocol: None,
@@ -254,6 +308,27 @@ impl Telemetry {
     /// Where spans go (wins over `OTEL_TRACES_EXPORTER`).
     pub fn traces_exporter(mut self, exporter: TracesExporter) -> Self {
         self.traces_exporter = Some(exporter);
+        self
+    }
+
+    /// Where metrics go (wins over `OTEL_METRICS_EXPORTER`). By default metrics go to OTLP
+    /// when traces do, and nowhere otherwise.
+    pub fn metrics_exporter(mut self, exporter: MetricsExporter) -> Self {
+        self.metrics_exporter = Some(exporter);
+        self
+    }
+
+    /// The time between two metric exports (wins over `OTEL_METRIC_EXPORT_INTERVAL`; default
+    /// 60 s). Shutdown exports what is left whatever the interval.
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        if interval.is_zero() {
+            return self.refuse(
+                "Telemetry::metric_export_interval",
+                "a zero interval exports without pause".to_owned(),
+                "set an interval such as `Duration::from_secs(60)` (the default)",
+            );
+        }
+        self.metric_export_interval = Some(interval);
         self
     }
 
@@ -416,10 +491,12 @@ impl Telemetry {
         if !disabled {
             parts::propagator(&propagators)?;
         }
-        let exporter = if disabled {
-            ExporterSettings::None
+        let (exporter, metrics) = if disabled {
+            (ExporterSettings::None, MetricsSettings::None)
         } else {
-            self.exporter_settings()?
+            let exporter = self.exporter_settings()?;
+            let metrics = self.metrics_settings(&exporter)?;
+            (exporter, metrics)
         };
         Ok(Settings {
             disabled,
@@ -427,6 +504,7 @@ impl Telemetry {
             resource,
             sampler,
             exporter,
+            metrics,
             propagators: propagators.value,
             log_filter,
             log_format,
@@ -520,12 +598,81 @@ impl Telemetry {
             TracesExporter::Otlp => {}
         }
 
+        let target = self.otlp_target(&TRACES)?;
+        let max_queue_size = match self.max_queue_size {
+            Some(n) => n,
+            None => match config::read(env, vars::OTEL_BSP_MAX_QUEUE_SIZE) {
+                Some(v) => config::parse_queue_size(&v)?,
+                None => DEFAULT_MAX_QUEUE_SIZE,
+            },
+        };
+        Ok(ExporterSettings::Otlp(OtlpSettings {
+            endpoint: target.endpoint,
+            protocol: target.protocol,
+            timeout: target.timeout,
+            max_queue_size,
+            headers: target.headers,
+        }))
+    }
+
+    fn metrics_settings(&self, traces: &ExporterSettings) -> Result<MetricsSettings, SetupError> {
+        let env = &*self.env;
+        let kind = match self.metrics_exporter {
+            Some(k) => k,
+            None => match config::read(env, vars::OTEL_METRICS_EXPORTER) {
+                Some(v) => config::parse_metrics_exporter(&v)?,
+                // Metrics follow traces to the collector; the console prints trace trees only.
+                None if matches!(traces, ExporterSettings::Otlp(_)) => MetricsExporter::Otlp,
+                None => MetricsExporter::None,
+            },
+        };
+        // Checked whatever the exporter, so that a typo never waits for the day it matters.
+        let interval = match self.metric_export_interval {
+            Some(i) => i,
+            None => match config::read(env, vars::OTEL_METRIC_EXPORT_INTERVAL) {
+                Some(v) => config::parse_positive_millis(&v)?,
+                None => DEFAULT_METRIC_EXPORT_INTERVAL,
+            },
+        };
+        let export_timeout = config::read(env, vars::OTEL_METRIC_EXPORT_TIMEOUT)
+            .map(|v| config::parse_positive_millis(&v))
+            .transpose()?;
+        if kind == MetricsExporter::None {
+            return Ok(MetricsSettings::None);
+        }
+        let target = self.otlp_target(&METRICS)?;
+        // Code wins: `otlp_timeout` bounds every export; else the metric-specific variable.
+        let timeout = match (self.otlp_timeout, export_timeout) {
+            (None, Some(t)) => t,
+            _ => target.timeout,
+        };
+        Ok(MetricsSettings::Otlp(OtlpMetricsSettings {
+            endpoint: target.endpoint,
+            protocol: target.protocol,
+            interval,
+            timeout,
+            headers: target.headers,
+        }))
+    }
+
+    /// Endpoint, protocol, headers and timeout of one signal: code first, then the
+    /// signal-specific variables, then the general `OTEL_EXPORTER_OTLP_*` ones.
+    fn otlp_target(&self, signal: &Signal) -> Result<OtlpTarget, SetupError> {
+        let env = &*self.env;
+        let signal_endpoint = config::read(env, signal.endpoint);
+        let base_endpoint = match &self.otlp_endpoint {
+            Some(e) => Some(Sourced {
+                value: e.clone(),
+                from: "Telemetry::otlp_endpoint",
+            }),
+            None => config::read(env, vars::OTEL_EXPORTER_OTLP_ENDPOINT),
+        };
         let protocol = match self.otlp_protocol {
             Some(p) => Sourced {
                 value: p,
                 from: "Telemetry::otlp_protocol",
             },
-            None => match config::read(env, vars::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)
+            None => match config::read(env, signal.protocol)
                 .or_else(|| config::read(env, vars::OTEL_EXPORTER_OTLP_PROTOCOL))
             {
                 Some(v) => Sourced {
@@ -539,27 +686,26 @@ impl Telemetry {
             },
         };
         check_protocol_compiled(&protocol)?;
-        // Code wins; a code-given base endpoint also wins over the env traces endpoint.
-        let endpoint = match (&self.otlp_endpoint, traces_endpoint, base_endpoint) {
+        // Code wins; a code-given base endpoint also wins over the env signal endpoint.
+        let endpoint = match (&self.otlp_endpoint, signal_endpoint, base_endpoint) {
             (Some(_), _, Some(base)) | (None, None, Some(base)) => {
                 let base = config::validate_endpoint(&base)?;
                 match protocol.value {
-                    OtlpProtocol::HttpProtobuf => config::http_traces_url(&base),
+                    OtlpProtocol::HttpProtobuf => config::http_signal_url(&base, signal.name),
                     OtlpProtocol::Grpc => base,
                 }
             }
-            (None, Some(traces), _) => config::validate_endpoint(&traces)?,
+            (None, Some(endpoint), _) => config::validate_endpoint(&endpoint)?,
             _ => match protocol.value {
                 OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+                OtlpProtocol::HttpProtobuf => {
+                    config::http_signal_url("http://localhost:4318", signal.name)
+                }
             },
         };
 
         let mut headers: Vec<(String, String)> = Vec::new();
-        for name in [
-            vars::OTEL_EXPORTER_OTLP_HEADERS,
-            vars::OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-        ] {
+        for name in [vars::OTEL_EXPORTER_OTLP_HEADERS, signal.headers] {
             if let Some(v) = config::read(env, name) {
                 for (k, value) in config::parse_key_values(&v, false)? {
                     merge_header(&mut headers, k, value, name)?;
@@ -572,28 +718,54 @@ impl Telemetry {
 
         let timeout = match self.otlp_timeout {
             Some(t) => t,
-            None => match config::read(env, vars::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT)
+            None => match config::read(env, signal.timeout)
                 .or_else(|| config::read(env, vars::OTEL_EXPORTER_OTLP_TIMEOUT))
             {
                 Some(v) => config::parse_millis(&v)?,
                 None => DEFAULT_OTLP_TIMEOUT,
             },
         };
-        let max_queue_size = match self.max_queue_size {
-            Some(n) => n,
-            None => match config::read(env, vars::OTEL_BSP_MAX_QUEUE_SIZE) {
-                Some(v) => config::parse_queue_size(&v)?,
-                None => DEFAULT_MAX_QUEUE_SIZE,
-            },
-        };
-        Ok(ExporterSettings::Otlp(OtlpSettings {
+        Ok(OtlpTarget {
             endpoint,
             protocol: protocol.value,
             timeout,
-            max_queue_size,
             headers,
-        }))
+        })
     }
+}
+
+/// The signal-specific OTLP variables of one signal.
+struct Signal {
+    /// The path segment of `/v1/{name}`.
+    name: &'static str,
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+}
+
+const TRACES: Signal = Signal {
+    name: "traces",
+    endpoint: vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    protocol: vars::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    headers: vars::OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    timeout: vars::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+};
+
+const METRICS: Signal = Signal {
+    name: "metrics",
+    endpoint: vars::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    protocol: vars::OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    headers: vars::OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    timeout: vars::OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+};
+
+/// Where and how one signal is exported over OTLP.
+struct OtlpTarget {
+    endpoint: String,
+    protocol: OtlpProtocol,
+    timeout: Duration,
+    headers: Vec<(String, String)>,
 }
 
 fn default_service_name() -> String {

@@ -82,6 +82,20 @@ pub mod vars {
     pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
     /// Export timeout for traces in milliseconds.
     pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+    /// Where metrics go: `otlp` or `none` (default `otlp` when traces go to OTLP).
+    pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+    /// Milliseconds between two metric exports (default 60000).
+    pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+    /// Metric export timeout in milliseconds (default: the OTLP timeout).
+    pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+    /// OTLP endpoint for metrics, used as is.
+    pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+    /// Protocol for metrics (wins over the general one).
+    pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+    /// Headers for metric exports (added to, and winning over, the general ones).
+    pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
+    /// Export timeout for metrics in milliseconds.
+    pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
     /// The batch span processor's queue size (spans beyond it are dropped and counted).
     pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
     /// Comma-separated propagator names.
@@ -100,6 +114,16 @@ pub enum TracesExporter {
     /// Each finished local trace printed as a tree on stderr.
     Console,
     /// Nowhere (spans are still sampled and propagated).
+    None,
+}
+
+/// Where metrics go (the global meter provider that the layers of this workspace record on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExporter {
+    /// OTLP, to the same collector as the traces (same protocol, endpoint rules, headers and
+    /// resource), every export interval and at shutdown.
+    Otlp,
+    /// Nowhere: no meter provider is installed, instruments are no-ops.
     None,
 }
 
@@ -217,6 +241,18 @@ pub(crate) fn parse_exporter(s: &Sourced<String>) -> Result<TracesExporter, Setu
     }
 }
 
+pub(crate) fn parse_metrics_exporter(s: &Sourced<String>) -> Result<MetricsExporter, SetupError> {
+    match s.value.to_ascii_lowercase().as_str() {
+        "otlp" => Ok(MetricsExporter::Otlp),
+        "none" => Ok(MetricsExporter::None),
+        _ => Err(SetupError::invalid(
+            s.from,
+            format!("unknown metrics exporter {:?}", s.value),
+            "use `otlp` or `none`",
+        )),
+    }
+}
+
 pub(crate) fn parse_protocol(s: &Sourced<String>) -> Result<OtlpProtocol, SetupError> {
     match s.value.to_ascii_lowercase().as_str() {
         "grpc" => Ok(OtlpProtocol::Grpc),
@@ -257,6 +293,21 @@ pub(crate) fn parse_millis(s: &Sourced<String>) -> Result<Duration, SetupError> 
                 "set e.g. `10000` for ten seconds",
             )
         })
+}
+
+/// Milliseconds that must not be zero (metric export interval and timeout).
+pub(crate) fn parse_positive_millis(s: &Sourced<String>) -> Result<Duration, SetupError> {
+    match s.value.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(SetupError::invalid(
+            s.from,
+            format!(
+                "{:?} is not a positive whole number of milliseconds",
+                s.value
+            ),
+            "set e.g. `60000` for one minute",
+        )),
+    }
 }
 
 pub(crate) fn parse_queue_size(s: &Sourced<String>) -> Result<usize, SetupError> {
@@ -367,9 +418,10 @@ pub(crate) fn validate_endpoint(s: &Sourced<String>) -> Result<String, SetupErro
     Ok(s.value.clone())
 }
 
-/// The OTLP/HTTP trace URL for a base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`).
-pub(crate) fn http_traces_url(base: &str) -> String {
-    format!("{}/v1/traces", base.trim_end_matches('/'))
+/// The OTLP/HTTP URL of a signal (`traces`, `metrics`) for a base endpoint
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+pub(crate) fn http_signal_url(base: &str, signal: &str) -> String {
+    format!("{}/v1/{signal}", base.trim_end_matches('/'))
 }
 
 fn decode(s: &str) -> String {
@@ -421,6 +473,14 @@ mod tests {
             assert!(e.to_string().contains("not a ratio"), "{e}");
         }
         assert!(parse_exporter(&src("zipkin")).is_err());
+        let e = parse_metrics_exporter(&src("prometheus")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("TEST_VAR: unknown metrics exporter \"prometheus\""),
+            "{e}"
+        );
+        assert!(parse_positive_millis(&src("0")).is_err());
+        assert!(parse_positive_millis(&src("1m")).is_err());
         assert!(parse_protocol(&src("http/json")).is_err());
         assert!(parse_protocol(&src("udp")).is_err());
         assert!(parse_bool(&src("yes")).is_err());
@@ -452,10 +512,13 @@ mod tests {
 
     #[test]
     fn http_url_appends_the_signal_path() {
-        assert_eq!(http_traces_url("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(
-            http_traces_url("http://c:4318/x/"),
-            "http://c:4318/x/v1/traces"
+            http_signal_url("http://c:4318", "traces"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            http_signal_url("http://c:4318/x/", "metrics"),
+            "http://c:4318/x/v1/metrics"
         );
     }
 

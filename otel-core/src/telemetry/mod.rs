@@ -7,6 +7,10 @@
 //!   [`PreSampled`](crate::sampling::PreSampled) and shared with
 //!   [`sampling::decide`](crate::sampling::decide)), exporter (OTLP over gRPC or
 //!   HTTP/protobuf behind a bounded queue, the console trace tree, or none);
+//! - the global meter provider, when traces go to OTLP (or `OTEL_METRICS_EXPORTER=otlp`): a
+//!   periodic reader (`OTEL_METRIC_EXPORT_INTERVAL`) exporting over OTLP to the same
+//!   collector, with the same resource, so the metrics the layers of this workspace record
+//!   on the global meter provider are not lost;
 //! - the global text-map propagator (`OTEL_PROPAGATORS`);
 //! - the `tracing` subscriber: a `RUST_LOG` filter, the OpenTelemetry bridge and log lines
 //!   that carry `trace_id`, `span_id` and `request_id` inside a request.
@@ -41,10 +45,13 @@ mod parts;
 
 pub use bridge::{TRACER_NAME, otel_layer};
 pub use builder::{
-    DEFAULT_LOG_FILTER, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT, DEFAULT_PROPAGATORS,
-    ExporterSettings, OtlpSettings, Settings, Telemetry,
+    DEFAULT_LOG_FILTER, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_METRIC_EXPORT_INTERVAL,
+    DEFAULT_OTLP_TIMEOUT, DEFAULT_PROPAGATORS, ExporterSettings, MetricsSettings,
+    OtlpMetricsSettings, OtlpSettings, Settings, Telemetry,
 };
-pub use config::{EnvSource, LogFormat, OtlpProtocol, ProcessEnv, TracesExporter, vars};
+pub use config::{
+    EnvSource, LogFormat, MetricsExporter, OtlpProtocol, ProcessEnv, TracesExporter, vars,
+};
 pub use console::{ConsoleExporter, ConsoleExporterBuilder};
 pub use error::SetupError;
 pub use export_queue::{BoundedBatchProcessor, DroppedSpans};

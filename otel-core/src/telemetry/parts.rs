@@ -23,6 +23,10 @@
 use std::sync::Once;
 
 use opentelemetry::global;
+use opentelemetry_sdk::Resource;
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+use opentelemetry_sdk::metrics::PeriodicReader;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor, SpanProcessor};
 use tracing::Dispatch;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -30,17 +34,20 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use super::ConsoleExporter;
 use super::bridge::otel_layer;
-use super::builder::{ExporterSettings, OtlpSettings, Settings};
+use super::builder::{
+    ExporterSettings, MetricsSettings, OtlpMetricsSettings, OtlpSettings, Settings,
+};
 use super::config::{OtlpProtocol, Sourced};
 use super::error::SetupError;
 use super::export_queue::{BoundedBatchProcessor, DroppedSpans};
 use super::filter::{dropped_span_targets, dropped_targets_warning, env_filter_from};
-use super::guard::TelemetryGuard;
+use super::guard::{Meters, TelemetryGuard};
 use super::logs::{log_layer_inner, log_layer_with, stdout_wants_colour};
 use crate::propagation::CompositePropagator;
 use crate::sampling::{self, PreSampled};
 
-/// The built, not yet installed, telemetry: subscriber, tracer provider, propagator, sampler.
+/// The built, not yet installed, telemetry: subscriber, tracer and meter providers,
+/// propagator, sampler.
 pub struct TelemetryParts {
     dispatch: Dispatch,
     guard: TelemetryGuard,
@@ -74,6 +81,12 @@ impl TelemetryParts {
         self.guard.tracer_provider()
     }
 
+    /// The meter provider (absent when metrics go nowhere, see
+    /// [`Settings::metrics`]); [`init`](Self::init) makes it the global meter provider.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.guard.meter_provider()
+    }
+
     /// The `tracing` dispatcher holding the subscriber (filter, OpenTelemetry bridge, logs).
     pub fn dispatch(&self) -> &Dispatch {
         &self.dispatch
@@ -81,8 +94,8 @@ impl TelemetryParts {
 
     /// Installs everything process-wide: the global `tracing` subscriber (first, so that a
     /// second call fails with [`SetupError::AlreadyInstalled`] before changing anything),
-    /// then the enabled flag and sampler of [`sampling`], the global text-map propagator and
-    /// tracer provider. Prints the filter warning once, on stderr.
+    /// then the enabled flag and sampler of [`sampling`], the global text-map propagator,
+    /// tracer provider and meter provider. Prints the filter warning once, on stderr.
     pub fn init(self) -> Result<TelemetryGuard, SetupError> {
         tracing::dispatcher::set_global_default(self.dispatch)
             .map_err(|_| SetupError::AlreadyInstalled)?;
@@ -94,6 +107,9 @@ impl TelemetryParts {
             }
             if let Some(provider) = self.guard.tracer_provider() {
                 global::set_tracer_provider(provider.clone());
+            }
+            if let Some(provider) = self.guard.meter_provider() {
+                global::set_meter_provider(provider.clone());
             }
         }
         if let Some(warning) = &self.filter_warning {
@@ -169,6 +185,13 @@ pub(crate) fn build(
         }
         (Some(builder.build()), dropped, Some(propagator))
     };
+    let meters = match &settings.metrics {
+        MetricsSettings::Otlp(m) if !settings.disabled => Some(Meters {
+            provider: meter_provider(m, settings.resource.clone())?,
+            export_timeout: m.timeout,
+        }),
+        _ => None,
+    };
 
     let otel = provider.as_ref().map(otel_layer);
     let subscriber = tracing_subscriber::registry()
@@ -184,11 +207,38 @@ pub(crate) fn build(
         .then(|| dropped_targets_warning(&settings.log_filter, &dropped_targets));
     Ok(TelemetryParts {
         dispatch: Dispatch::new(subscriber),
-        guard: TelemetryGuard::new(provider, dropped),
+        guard: TelemetryGuard::new(provider, meters, dropped),
         propagator,
         settings,
         filter_warning,
     })
+}
+
+/// A meter provider whose periodic reader exports over OTLP, with the tracer's resource.
+fn meter_provider(
+    settings: &OtlpMetricsSettings,
+    resource: Resource,
+) -> Result<SdkMeterProvider, SetupError> {
+    match settings.protocol {
+        OtlpProtocol::Grpc => grpc_metric_exporter(settings, resource),
+        OtlpProtocol::HttpProtobuf => http_metric_exporter(settings, resource),
+    }
+}
+
+/// The meter provider over `exporter`, read every `settings.interval`.
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+fn periodic<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>(
+    exporter: E,
+    settings: &OtlpMetricsSettings,
+    resource: Resource,
+) -> SdkMeterProvider {
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(settings.interval)
+        .build();
+    SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(reader)
+        .build()
 }
 
 fn otlp_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
@@ -201,8 +251,38 @@ fn otlp_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
 #[cfg(feature = "otlp-grpc")]
 fn grpc_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
+    check_tokio_runtime()?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(otlp.endpoint.clone())
+        .with_timeout(otlp.timeout)
+        .with_metadata(grpc_metadata(&otlp.headers))
+        .build()
+        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
+}
+
+#[cfg(feature = "otlp-grpc")]
+fn grpc_metric_exporter(
+    m: &OtlpMetricsSettings,
+    resource: Resource,
+) -> Result<SdkMeterProvider, SetupError> {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+
+    check_tokio_runtime()?;
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(m.endpoint.clone())
+        .with_timeout(m.timeout)
+        .with_metadata(grpc_metadata(&m.headers))
+        .build()
+        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    Ok(periodic(exporter, m, resource))
+}
+
+#[cfg(feature = "otlp-grpc")]
+fn check_tokio_runtime() -> Result<(), SetupError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(SetupError::invalid(
             "OTEL_EXPORTER_OTLP_PROTOCOL / Telemetry::otlp_protocol",
@@ -211,8 +291,15 @@ fn grpc_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
              or use http/protobuf",
         ));
     }
+    Ok(())
+}
+
+#[cfg(feature = "otlp-grpc")]
+fn grpc_metadata(headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
+    use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+
     let mut metadata = MetadataMap::new();
-    for (name, value) in &otlp.headers {
+    for (name, value) in headers {
         // Names and values were validated as HTTP headers when resolved.
         if let (Ok(key), Ok(value)) = (
             MetadataKey::from_bytes(name.as_bytes()),
@@ -221,23 +308,20 @@ fn grpc_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
             metadata.insert(key, value);
         }
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(otlp.endpoint.clone())
-        .with_timeout(otlp.timeout)
-        .with_metadata(metadata)
-        .build()
-        .map_err(|e| SetupError::Exporter(e.to_string()))?;
-    Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
+    metadata
 }
 
 #[cfg(not(feature = "otlp-grpc"))]
 fn grpc_processor(_: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
-    Err(SetupError::invalid(
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "this OTLP protocol was not compiled in",
-        "enable the `otlp-grpc` feature of otel-core",
-    ))
+    Err(not_compiled("otlp-grpc"))
+}
+
+#[cfg(not(feature = "otlp-grpc"))]
+fn grpc_metric_exporter(
+    _: &OtlpMetricsSettings,
+    _: Resource,
+) -> Result<SdkMeterProvider, SetupError> {
+    Err(not_compiled("otlp-grpc"))
 }
 
 #[cfg(feature = "otlp-http")]
@@ -255,13 +339,44 @@ fn http_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
     Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
 }
 
+#[cfg(feature = "otlp-http")]
+fn http_metric_exporter(
+    m: &OtlpMetricsSettings,
+    resource: Resource,
+) -> Result<SdkMeterProvider, SetupError> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(m.endpoint.clone())
+        .with_timeout(m.timeout)
+        .with_headers(m.headers.iter().cloned().collect())
+        .build()
+        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    Ok(periodic(exporter, m, resource))
+}
+
 #[cfg(not(feature = "otlp-http"))]
 fn http_processor(_: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
-    Err(SetupError::invalid(
+    Err(not_compiled("otlp-http"))
+}
+
+#[cfg(not(feature = "otlp-http"))]
+fn http_metric_exporter(
+    _: &OtlpMetricsSettings,
+    _: Resource,
+) -> Result<SdkMeterProvider, SetupError> {
+    Err(not_compiled("otlp-http"))
+}
+
+#[cfg(not(all(feature = "otlp-http", feature = "otlp-grpc")))]
+fn not_compiled(feature: &str) -> SetupError {
+    SetupError::invalid(
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "this OTLP protocol was not compiled in",
-        "enable the `otlp-http` feature of otel-core",
-    ))
+        format!("enable the `{feature}` feature of otel-core"),
+    )
 }
 
 /// A boxed processor given in code (the SDK builder wants a sized type).
