@@ -23,7 +23,7 @@ count() {
     [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
     echo "$total"
 }
-for path in ${PATHS:-w3c_extract request_id fingerprint fingerprint_cached server_no_layer server_bare server_disabled server_filtered server_unsampled server_sampled server_generic_disabled server_generic_unsampled server_generic_sampled server_reference client_chain client_ours client_peer tower_bare retry_breaker tower_retry tower_bare_in_span retry_breaker_in_span tower_retry_in_span sql_bare sql_reference sql_ours sql_ours_detector}; do
+for path in ${PATHS:-w3c_extract request_id fingerprint fingerprint_cached server_no_layer server_bare server_disabled server_filtered server_unsampled server_sampled server_generic_disabled server_generic_unsampled server_generic_sampled server_unsampled_metered server_sampled_metered server_reference client_chain client_ours client_peer tower_bare retry_breaker tower_retry tower_bare_in_span retry_breaker_in_span tower_retry_in_span sql_bare sql_reference sql_ours sql_ours_detector}; do
     case $path in
     sql_*) # every thread, whole program: (Ir at 2n - Ir at n) / n
         total=$(( $(count "$path" $((2 * iterations))) - $(count "$path" "$iterations") )) ;;

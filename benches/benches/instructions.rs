@@ -11,8 +11,10 @@
 //! `sampling::set_enabled(false)`),
 //! `server_filtered` (ours, the path skipped by the layer's filter), `server_unsampled`,
 //! `server_sampled`, the same with the generic `HttpServerLayer`: `server_generic_disabled`,
-//! `server_generic_unsampled`, `server_generic_sampled`, and `server_reference` (one bridged
-//! span with the same fields, no layer logic); the
+//! `server_generic_unsampled`, `server_generic_sampled`, `server_unsampled_metered` and
+//! `server_sampled_metered` (ours with an SDK meter provider instead of the no-op global one,
+//! as after `Telemetry::install` with OTLP), and `server_reference` (one bridged span with the
+//! same fields, no layer logic); the
 //! retry + breaker healthy path as a tower call without network: `tower_bare`, `retry_breaker`
 //! (both boxed, so the difference is the two layers), `tower_retry` (the floor of any layer
 //! that can resend: `tower::retry::Retry` with a minimal policy that clones the request, no
@@ -100,6 +102,8 @@ fn main() {
         | "server_generic_disabled"
         | "server_generic_unsampled"
         | "server_generic_sampled"
+        | "server_unsampled_metered"
+        | "server_sampled_metered"
         | "server_reference" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -107,15 +111,28 @@ fn main() {
             let provider = otel_benches::provider();
             let _subscriber =
                 tracing::subscriber::set_default(otel_benches::bridged_subscriber(&provider));
+            // `_metered`: an SDK meter provider (as `Telemetry::install` sets with OTLP), its
+            // reader never collecting; the other variants record on the no-op global provider.
+            let path = path.as_str();
+            let (path, meters) = match path.strip_suffix("_metered") {
+                Some(path) => (path, Some(otel_benches::meter_provider())),
+                None => (path, None),
+            };
             if path.ends_with("_sampled") {
                 otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
             } else {
                 otel_core::sampling::set_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
             }
             otel_core::sampling::set_enabled(!path.ends_with("_disabled"));
-            let ours =
-                || otel_http::HttpServerLayer::builder().propagator(TraceContextPropagator::new());
-            let app = match path.as_str() {
+            let ours = || {
+                let builder =
+                    otel_http::HttpServerLayer::builder().propagator(TraceContextPropagator::new());
+                match &meters {
+                    Some(meters) => builder.meter_provider(meters),
+                    None => builder,
+                }
+            };
+            let app = match path {
                 "server_no_layer" => otel_benches::router(),
                 "server_bare" => {
                     otel_benches::router().layer(tower::layer::layer_fn(|inner| inner))

@@ -85,13 +85,20 @@ fn server(c: &mut Criterion) {
     run(&mut group, "ours_generic/sdk_disabled", &ours_generic, &rt);
     otel_core::sampling::set_enabled(true);
 
+    // With an SDK meter provider, as after `Telemetry::install` with OTLP (the variants above
+    // record their metrics on the no-op global provider).
+    let meters = otel_benches::meter_provider();
+    let ours_metered = router().layer(builder().meter_provider(&meters).build_axum());
+
     otel_core::sampling::set_sampler(Sampler::AlwaysOff);
     run(&mut group, "ours/unsampled", &ours, &rt);
     run(&mut group, "ours_generic/unsampled", &ours_generic, &rt);
+    run(&mut group, "ours/unsampled+sdk_metrics", &ours_metered, &rt);
 
     otel_core::sampling::set_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     run(&mut group, "ours/sampled", &ours, &rt);
     run(&mut group, "ours_generic/sampled", &ours_generic, &rt);
+    run(&mut group, "ours/sampled+sdk_metrics", &ours_metered, &rt);
     run(
         &mut group,
         "reference/one_bridged_span",

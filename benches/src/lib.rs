@@ -30,6 +30,36 @@ pub fn provider() -> SdkTracerProvider {
         .build()
 }
 
+/// An SDK meter provider like the one `otel_core::Telemetry::install` sets up for OTLP (a
+/// periodic reader, cumulative temporality), whose exporter discards what it is given and whose
+/// interval is longer than any bench: the benches measure recording, not exporting.
+pub fn meter_provider() -> opentelemetry_sdk::metrics::SdkMeterProvider {
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::metrics::data::ResourceMetrics;
+    use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+
+    struct Discard;
+    impl PushMetricExporter for Discard {
+        async fn export(&self, _: &ResourceMetrics) -> OTelSdkResult {
+            Ok(())
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: std::time::Duration) -> OTelSdkResult {
+            Ok(())
+        }
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+    let reader = PeriodicReader::builder(Discard)
+        .with_interval(std::time::Duration::from_secs(24 * 3600))
+        .build();
+    SdkMeterProvider::builder().with_reader(reader).build()
+}
+
 /// A `tracing` subscriber that bridges spans to `provider` (tracing-opentelemetry 0.34),
 /// filtered by [`service_filter`].
 pub fn bridged_subscriber(provider: &SdkTracerProvider) -> impl tracing::Subscriber + Send + Sync {
