@@ -158,7 +158,7 @@ pub struct OtlpMetricsSettings {
 impl OtlpMetricsSettings {
     /// The names of the headers sent with every export (values are kept private).
     pub fn header_names(&self) -> Vec<&str> {
-        self.headers.iter().map(|(k, _)| k.as_str()).collect()
+        names(&self.headers)
     }
 }
 
@@ -193,8 +193,13 @@ impl OtlpSettings {
     /// The names of the headers sent with every export (values are kept private: they are
     /// often API keys).
     pub fn header_names(&self) -> Vec<&str> {
-        self.headers.iter().map(|(k, _)| k.as_str()).collect()
+        names(&self.headers)
     }
+}
+
+/// The names of exporter headers, for `Debug` and `header_names` (never the values).
+fn names(headers: &[(String, String)]) -> Vec<&str> {
+    headers.iter().map(|(k, _)| k.as_str()).collect()
 }
 
 impl fmt::Debug for OtlpSettings {

@@ -250,16 +250,15 @@ fn otlp_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
 
 #[cfg(feature = "otlp-grpc")]
 fn grpc_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-
     check_tokio_runtime()?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(otlp.endpoint.clone())
-        .with_timeout(otlp.timeout)
-        .with_metadata(grpc_metadata(&otlp.headers))
-        .build()
-        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    let exporter = grpc_config(
+        opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+        &otlp.endpoint,
+        otlp.timeout,
+        &otlp.headers,
+    )
+    .build()
+    .map_err(|e| SetupError::Exporter(e.to_string()))?;
     Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
 }
 
@@ -268,17 +267,33 @@ fn grpc_metric_exporter(
     m: &OtlpMetricsSettings,
     resource: Resource,
 ) -> Result<SdkMeterProvider, SetupError> {
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-
     check_tokio_runtime()?;
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(m.endpoint.clone())
-        .with_timeout(m.timeout)
-        .with_metadata(grpc_metadata(&m.headers))
-        .build()
-        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    let exporter = grpc_config(
+        opentelemetry_otlp::MetricExporter::builder().with_tonic(),
+        &m.endpoint,
+        m.timeout,
+        &m.headers,
+    )
+    .build()
+    .map_err(|e| SetupError::Exporter(e.to_string()))?;
     Ok(periodic(exporter, m, resource))
+}
+
+/// The settings every OTLP/gRPC exporter (spans, metrics) is built with.
+#[cfg(feature = "otlp-grpc")]
+fn grpc_config<B>(
+    builder: B,
+    endpoint: &str,
+    timeout: std::time::Duration,
+    headers: &[(String, String)],
+) -> B
+where
+    B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
+{
+    builder
+        .with_endpoint(endpoint)
+        .with_timeout(timeout)
+        .with_metadata(grpc_metadata(headers))
 }
 
 #[cfg(feature = "otlp-grpc")]
@@ -326,16 +341,14 @@ fn grpc_metric_exporter(
 
 #[cfg(feature = "otlp-http")]
 fn http_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(otlp.endpoint.clone())
-        .with_timeout(otlp.timeout)
-        .with_headers(otlp.headers.iter().cloned().collect())
-        .build()
-        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    let exporter = http_config(
+        opentelemetry_otlp::SpanExporter::builder().with_http(),
+        &otlp.endpoint,
+        otlp.timeout,
+        &otlp.headers,
+    )
+    .build()
+    .map_err(|e| SetupError::Exporter(e.to_string()))?;
     Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
 }
 
@@ -344,17 +357,33 @@ fn http_metric_exporter(
     m: &OtlpMetricsSettings,
     resource: Resource,
 ) -> Result<SdkMeterProvider, SetupError> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(m.endpoint.clone())
-        .with_timeout(m.timeout)
-        .with_headers(m.headers.iter().cloned().collect())
-        .build()
-        .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    let exporter = http_config(
+        opentelemetry_otlp::MetricExporter::builder().with_http(),
+        &m.endpoint,
+        m.timeout,
+        &m.headers,
+    )
+    .build()
+    .map_err(|e| SetupError::Exporter(e.to_string()))?;
     Ok(periodic(exporter, m, resource))
+}
+
+/// The settings every OTLP/HTTP exporter (spans, metrics) is built with: binary protobuf.
+#[cfg(feature = "otlp-http")]
+fn http_config<B>(
+    builder: B,
+    endpoint: &str,
+    timeout: std::time::Duration,
+    headers: &[(String, String)],
+) -> B
+where
+    B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
+{
+    builder
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(timeout)
+        .with_headers(headers.iter().cloned().collect())
 }
 
 #[cfg(not(feature = "otlp-http"))]
