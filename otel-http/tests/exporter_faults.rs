@@ -2,8 +2,10 @@
 //! connections, accepts and never answers, answers 503, or answers garbage. Requests served
 //! through the server layer meanwhile all complete (none waits on the exporter), the export
 //! queue stays bounded (drops counted), shutdown returns within its timeout, and the
-//! exporter's own HTTP/gRPC calls are never traced (no feedback loop). Every test runs
-//! against both layers (`name::generic`: `HttpServerLayer`, `name::axum`: `AxumServerLayer`).
+//! exporter's own HTTP/gRPC calls are never traced (no feedback loop). The layers record their
+//! metrics into the setup's own meter provider, so the broken collector gets the metrics
+//! exports too, shutdown included. Every test runs against both layers (`name::generic`:
+//! `HttpServerLayer`, `name::axum`: `AxumServerLayer`).
 //!
 //! The subscriber is set per thread (`TelemetryParts::set_default`), so no global state is
 //! touched and the tests of this file can run in parallel. The fake collectors run on plain
@@ -57,25 +59,34 @@ enum Fault {
     Healthy,
 }
 
-/// A fake collector; counts the export requests it received (`POST` request lines).
+/// A fake collector; counts the export requests it received (`POST` request lines), and
+/// among them the trace exports over HTTP (`POST /v1/traces`).
 struct Collector {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    trace_requests: Arc<AtomicUsize>,
 }
 
 fn collector(fault: Fault) -> Collector {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
+    let trace_requests = Arc::new(AtomicUsize::new(0));
     if let Fault::Refuse = fault {
         drop(listener);
-        return Collector { addr, requests };
+        return Collector {
+            addr,
+            requests,
+            trace_requests,
+        };
     }
     let count = requests.clone();
+    let traces = trace_requests.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let count = count.clone();
+            let traces = traces.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 64 * 1024];
                 loop {
@@ -85,6 +96,11 @@ fn collector(fault: Fault) -> Collector {
                     };
                     let posts = buf[..n].windows(5).filter(|w| w == b"POST ").count();
                     count.fetch_add(posts, Ordering::SeqCst);
+                    let trace_posts = buf[..n]
+                        .windows(16)
+                        .filter(|w| w == b"POST /v1/traces ")
+                        .count();
+                    traces.fetch_add(trace_posts, Ordering::SeqCst);
                     if posts == 0 && matches!(fault, Fault::Healthy | Fault::Unavailable) {
                         continue; // the rest of a body: answer once per request
                     }
@@ -109,7 +125,11 @@ fn collector(fault: Fault) -> Collector {
             });
         }
     });
-    Collector { addr, requests }
+    Collector {
+        addr,
+        requests,
+        trace_requests,
+    }
 }
 
 fn telemetry(
@@ -129,12 +149,17 @@ fn telemetry(
         .set_default()
 }
 
-/// Serves `/work` behind `layer`.
-async fn serve_app(layer: ServerLayer) -> SocketAddr {
+/// Serves `/work` behind `layer`, its metrics recorded into the meter provider of `guard`
+/// (the setup's own: `set_default` leaves the global one alone).
+async fn serve_app(layer: ServerLayer, guard: &TelemetryGuard) -> SocketAddr {
+    let meters = guard
+        .meter_provider()
+        .expect("metrics go to OTLP with traces");
     let app = layer.router(
         Router::new().route("/work", get(|| async { "done" })),
         HttpServerLayer::builder()
-            .propagator(CompositePropagator::from_names("tracecontext").unwrap()),
+            .propagator(CompositePropagator::from_names("tracecontext").unwrap())
+            .meter_provider(meters),
     );
     common::serve(app).await
 }
@@ -159,7 +184,7 @@ async fn serve_requests(addr: SocketAddr) -> usize {
 async fn fault_case(fault: Fault, protocol: OtlpProtocol, layer: ServerLayer) {
     let collector = collector(fault);
     let (guard, _default) = telemetry(&collector, protocol);
-    let addr = serve_app(layer).await;
+    let addr = serve_app(layer, &guard).await;
 
     // Every request completes although the exporter fails the whole time.
     assert_eq!(serve_requests(addr).await, REQUESTS, "{fault:?}");
@@ -212,12 +237,13 @@ async fn collector_answering_garbage_over_grpc(layer: ServerLayer) {
 }
 
 /// If the exporter's own HTTP calls were traced, every export would finish a span, which
-/// the next flush would export: the collector would keep receiving requests with no
-/// application traffic. It receives none once the application's spans are out.
+/// the next flush would export: the collector would keep receiving trace exports with no
+/// application traffic. It receives none once the application's spans are out. (Each flush
+/// does send metrics again: their sums are cumulative, so every export repeats the totals.)
 async fn the_exporters_own_calls_are_never_traced(layer: ServerLayer) {
     let collector = collector(Fault::Healthy);
     let (guard, _default) = telemetry(&collector, OtlpProtocol::HttpProtobuf);
-    let addr = serve_app(layer).await;
+    let addr = serve_app(layer, &guard).await;
     let client = reqwest::Client::new();
     for _ in 0..5 {
         client
@@ -232,8 +258,10 @@ async fn the_exporters_own_calls_are_never_traced(layer: ServerLayer) {
     })
     .await
     .unwrap();
-    let exports = collector.requests.load(Ordering::SeqCst);
+    let exports = collector.trace_requests.load(Ordering::SeqCst);
     assert!(exports >= 1, "the application's spans were exported");
+    let all = collector.requests.load(Ordering::SeqCst);
+    assert!(all > exports, "the layer's metrics were exported too");
     let flushed = tokio::task::spawn_blocking(move || {
         for _ in 0..3 {
             flushed.force_flush();
@@ -243,9 +271,9 @@ async fn the_exporters_own_calls_are_never_traced(layer: ServerLayer) {
     .await
     .unwrap();
     assert_eq!(
-        collector.requests.load(Ordering::SeqCst),
+        collector.trace_requests.load(Ordering::SeqCst),
         exports,
-        "an idle application caused exports: the exporter traced itself"
+        "an idle application caused trace exports: the exporter traced itself"
     );
     assert_eq!(flushed.dropped_spans(), 0);
     let _ = tokio::task::spawn_blocking(move || flushed.shutdown(SHUTDOWN_TIMEOUT)).await;
