@@ -71,4 +71,5 @@ db_suite! {
     address = Some(&*expected().1),
     port = Some(expected().2),
     batched = batched,
+    pause = " AND SLEEP(0.001) = 0",
 }

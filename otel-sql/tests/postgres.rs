@@ -55,4 +55,5 @@ db_suite! {
     address = Some(&*expected().1),
     port = Some(expected().2),
     batched = batched,
+    pause = " AND pg_sleep(0.001) IS NOT NULL",
 }

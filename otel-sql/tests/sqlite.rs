@@ -65,6 +65,7 @@ db_suite! {
     address = None::<&str>,
     port = None::<i64>,
     batched = batched,
+    pause = "",
 }
 
 #[tokio::test]
