@@ -65,14 +65,7 @@ async fn run_chain(names: &'static str, layer: ServerLayer) -> (TestTelemetry, S
             get(
                 |State((client, b)): State<(ClientWithMiddleware, SocketAddr)>,
                  Path(id): Path<u32>| async move {
-                    client
-                        .get(format!("http://{b}/b/{id}"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap()
+                    common::text_of(client.get(format!("http://{b}/b/{id}"))).await
                 },
             ),
         );

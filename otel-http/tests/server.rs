@@ -535,14 +535,7 @@ async fn without_an_opentelemetry_subscriber_context_and_request_id_still_flow(l
                         .build(),
                 )
                 .build();
-            client
-                .get(format!("http://{downstream}/echo"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            common::text_of(client.get(format!("http://{downstream}/echo"))).await
         }),
     );
     let app = layer.router(app, HttpServerLayer::builder().propagator(tracecontext()));

@@ -225,6 +225,33 @@ fn meter_provider(
     }
 }
 
+/// Where and how an OTLP exporter sends (spans and metrics resolve their own).
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+trait ExportTarget {
+    /// The endpoint, the export timeout and the headers.
+    fn target(&self) -> (&str, std::time::Duration, &[(String, String)]);
+}
+
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+impl ExportTarget for OtlpSettings {
+    fn target(&self) -> (&str, std::time::Duration, &[(String, String)]) {
+        (&self.endpoint, self.timeout, &self.headers)
+    }
+}
+
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+impl ExportTarget for OtlpMetricsSettings {
+    fn target(&self) -> (&str, std::time::Duration, &[(String, String)]) {
+        (&self.endpoint, self.timeout, &self.headers)
+    }
+}
+
+/// An exporter that could not be built, as the setup reports it.
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+fn exporter_error(error: impl std::fmt::Display) -> SetupError {
+    SetupError::Exporter(error.to_string())
+}
+
 /// The meter provider over `exporter`, read every `settings.interval`.
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 fn periodic<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>(
@@ -253,12 +280,10 @@ fn grpc_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupErr
     check_tokio_runtime()?;
     let exporter = grpc_config(
         opentelemetry_otlp::SpanExporter::builder().with_tonic(),
-        &otlp.endpoint,
-        otlp.timeout,
-        &otlp.headers,
+        otlp,
     )
     .build()
-    .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    .map_err(exporter_error)?;
     Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
 }
 
@@ -270,26 +295,20 @@ fn grpc_metric_exporter(
     check_tokio_runtime()?;
     let exporter = grpc_config(
         opentelemetry_otlp::MetricExporter::builder().with_tonic(),
-        &m.endpoint,
-        m.timeout,
-        &m.headers,
+        m,
     )
     .build()
-    .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    .map_err(exporter_error)?;
     Ok(periodic(exporter, m, resource))
 }
 
 /// The settings every OTLP/gRPC exporter (spans, metrics) is built with.
 #[cfg(feature = "otlp-grpc")]
-fn grpc_config<B>(
-    builder: B,
-    endpoint: &str,
-    timeout: std::time::Duration,
-    headers: &[(String, String)],
-) -> B
+fn grpc_config<B>(builder: B, settings: &impl ExportTarget) -> B
 where
     B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
 {
+    let (endpoint, timeout, headers) = settings.target();
     builder
         .with_endpoint(endpoint)
         .with_timeout(timeout)
@@ -343,12 +362,10 @@ fn grpc_metric_exporter(
 fn http_processor(otlp: &OtlpSettings) -> Result<BoundedBatchProcessor, SetupError> {
     let exporter = http_config(
         opentelemetry_otlp::SpanExporter::builder().with_http(),
-        &otlp.endpoint,
-        otlp.timeout,
-        &otlp.headers,
+        otlp,
     )
     .build()
-    .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    .map_err(exporter_error)?;
     Ok(BoundedBatchProcessor::new(exporter, otlp.max_queue_size))
 }
 
@@ -357,28 +374,19 @@ fn http_metric_exporter(
     m: &OtlpMetricsSettings,
     resource: Resource,
 ) -> Result<SdkMeterProvider, SetupError> {
-    let exporter = http_config(
-        opentelemetry_otlp::MetricExporter::builder().with_http(),
-        &m.endpoint,
-        m.timeout,
-        &m.headers,
-    )
-    .build()
-    .map_err(|e| SetupError::Exporter(e.to_string()))?;
+    let exporter = http_config(opentelemetry_otlp::MetricExporter::builder().with_http(), m)
+        .build()
+        .map_err(exporter_error)?;
     Ok(periodic(exporter, m, resource))
 }
 
 /// The settings every OTLP/HTTP exporter (spans, metrics) is built with: binary protobuf.
 #[cfg(feature = "otlp-http")]
-fn http_config<B>(
-    builder: B,
-    endpoint: &str,
-    timeout: std::time::Duration,
-    headers: &[(String, String)],
-) -> B
+fn http_config<B>(builder: B, settings: &impl ExportTarget) -> B
 where
     B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
 {
+    let (endpoint, timeout, headers) = settings.target();
     builder
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(endpoint)

@@ -17,6 +17,11 @@ use otel_http::HttpServerLayerBuilder;
 use tower::util::BoxService;
 use tower::{Layer, ServiceExt};
 
+/// Sends `request` (through the client's middlewares) and returns the response body as text.
+pub async fn text_of(request: reqwest_middleware::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 /// Serves `app` on 127.0.0.1 (port chosen by the OS) with the peer address available.
 pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
